@@ -1,0 +1,165 @@
+"""``@marlin/marlin/caption``: describe each video as a scene paragraph and time-ranged events.
+
+Writes, per sample: ``marlin_events`` (``TemporalDetections``, one per event, label = description),
+``marlin_scene`` (the Scene paragraph) and ``marlin_caption`` (the raw answer). Field names are
+parameters.
+"""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from marlin_core.contract import CAPTION_PROMPT
+
+from . import forms
+from .labels import events_to_detections
+from .models import get_marlin
+from .processing import (
+    Job,
+    Outcome,
+    clear_error,
+    ensure_metadata,
+    error_message,
+    unprocessable_reason,
+    write_error,
+)
+from .runs import record_run, settings_fingerprint
+
+OPERATION = "caption"
+DEFAULTS = {
+    "events_field": "marlin_events",
+    "scene_field": "marlin_scene",
+    "caption_field": "marlin_caption",
+    "error_field": "marlin_error",
+    "run_key": "marlin_caption",
+    "max_new_tokens": 2048,
+}
+
+
+class CaptionVideos(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="caption",
+            label="Marlin: caption videos",
+            description="Describe each video and list its time-ranged events as TemporalDetections",
+            icon="/assets/icon.svg",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_execution_options(self, ctx):
+        return forms.execution_options(self, ctx)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        forms.target_input(inputs, ctx, "Caption")
+        forms.model_inputs(inputs)
+        forms.field_input(inputs, ctx, "events_field", DEFAULTS["events_field"], "Events field",
+                          "TemporalDetections field for the events.")
+        forms.field_input(inputs, ctx, "scene_field", DEFAULTS["scene_field"], "Scene field",
+                          "String field for the Scene paragraph.")
+        forms.field_input(inputs, ctx, "caption_field", DEFAULTS["caption_field"], "Raw caption field",
+                          "String field for the model's raw answer.")
+        inputs.str("error_field", default=DEFAULTS["error_field"], label="Error field",
+                   description="Per-sample error messages (bad file, failed generation) go here.")
+        inputs.str("run_key", default=DEFAULTS["run_key"], label="Run key",
+                   description="Name of the FiftyOne run that records the settings (list_runs / get_run_info).")
+        inputs.str("prompt", default=None, label="Prompt", description="Empty = Marlin's canonical caption prompt.")
+        inputs.int("max_new_tokens", default=DEFAULTS["max_new_tokens"], label="Max new tokens",
+                   description="Answers cut at this length are flagged as truncated.")
+        forms.sampling_inputs(inputs)
+        forms.overwrite_input(inputs)
+        return types.Property(inputs, view=types.View(label="Marlin: caption videos"))
+
+    def execute(self, ctx):
+        params = {**DEFAULTS, **{k: v for k, v in ctx.params.items() if v is not None}}
+        view = ctx.target_view()
+        sampling = forms.read_sampling(ctx)
+        window_s = float(params.get("window_s") or 120.0)
+        settings = {
+            "model": params.get("model") or forms.DEFAULT_MODEL,
+            "revision": params.get("revision"),
+            "prompt": params.get("prompt") or CAPTION_PROMPT,
+            "max_new_tokens": int(params["max_new_tokens"]),
+            "do_sample": False,
+            "sampling": sampling,
+            "window_s": window_s,
+        }
+        fingerprint = settings_fingerprint(settings)
+        record_run(view, params["run_key"], OPERATION, settings)
+        dataset = ctx.dataset
+
+        outcome, jobs = Outcome(), []
+        for sample in view.iter_samples():
+            reason = unprocessable_reason(sample)
+            if reason:
+                outcome.fail(f"{sample.filepath}: {reason}")
+                write_error(sample, params["error_field"], OPERATION, reason)
+                continue
+            labels = sample[params["events_field"]] if sample.has_field(params["events_field"]) else None
+            already = labels is not None and getattr(labels, "marlin_settings", None) == fingerprint
+            if already and not params.get("overwrite"):
+                outcome.skipped += 1
+                continue
+            jobs.append(Job(sample.id, sample.filepath))
+
+        if jobs:
+            marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"])
+            results = marlin.iter_captions(
+                [job.filepath for job in jobs],
+                batch_size=max(1, int(params.get("batch_size") or 1)),
+                max_new_tokens=settings["max_new_tokens"],
+                prompt=params.get("prompt"),
+                window_s=window_s,
+                **sampling,
+            )
+            for index, (job, (_, result)) in enumerate(zip(jobs, results), start=1):
+                sample = dataset[job.sample_id]
+                if isinstance(result, BaseException):
+                    message = error_message(job.filepath, result)
+                    outcome.fail(message)
+                    write_error(sample, params["error_field"], OPERATION, message)
+                else:
+                    self._write(sample, result, params, fingerprint, outcome)
+                forms.report_progress(ctx, index, len(jobs), job.filepath)
+
+        record_run(view, params["run_key"], OPERATION, settings, outcome.as_dict())
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return dict(outcome.as_dict(), run_key=params["run_key"])
+
+    def _write(self, sample, result: dict, params: dict, fingerprint: str, outcome: Outcome) -> None:
+        metadata = ensure_metadata(sample._dataset, sample)
+        if metadata is None:
+            message = f"{sample.filepath}: cannot read video metadata"
+            outcome.fail(message)
+            write_error(sample, params["error_field"], OPERATION, message)
+            return
+        detections, changes = events_to_detections(result["events"], metadata, fingerprint)
+        detections.format_ok = bool(result.get("format_ok", True))
+        detections.truncated = bool(result.get("truncated", False))
+        if changes:
+            detections.sanitized = changes
+        sample[params["events_field"]] = detections
+        sample[params["scene_field"]] = result["scene"]
+        sample[params["caption_field"]] = result["caption"]
+        clear_error(sample, params["error_field"], OPERATION)
+        sample.save()
+        outcome.done += 1
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("done", label="Videos captioned")
+        outputs.int("skipped", label="Skipped (already done with these settings)")
+        outputs.int("failed", label="Failed (see the error field)")
+        outputs.list("errors", types.String(), label="Errors")
+        return types.Property(outputs, view=types.View(label="Marlin caption"))
+
+    def __call__(self, sample_collection, *, delegate: bool = False, **params):
+        """Run from Python: ``foo.get_operator("@marlin/marlin/caption")(dataset, model=...)``."""
+        return foo.execute_operator(
+            self.uri, dict(view=sample_collection.view(), params=params), request_delegation=delegate
+        )

@@ -1,0 +1,65 @@
+"""FiftyOne adapter: Marlin results (seconds) → ``TemporalDetection`` labels (1-based inclusive frames).
+
+The only place where seconds become frames. Times are sanitised first (clamped to the video, swapped
+when reversed, empty ones dropped) and what was changed is returned so the operator can record it.
+"""
+
+from __future__ import annotations
+
+import fiftyone as fo
+
+from marlin_core.sanitize import sanitize_events, sanitize_span
+
+
+def _detection(start_s: float, end_s: float, metadata: fo.VideoMetadata, **attributes) -> fo.TemporalDetection:
+    detection = fo.TemporalDetection.from_timestamps([start_s, end_s], metadata=metadata, **attributes)
+    first, last = detection.support
+    total = metadata.total_frame_count or last
+    detection.support = [min(max(1, first), total), min(max(first, last), total)]
+    return detection
+
+
+def events_to_detections(
+    events: list[dict], metadata: fo.VideoMetadata, settings_hash: str
+) -> tuple[fo.TemporalDetections, list[str]]:
+    """Caption events → ``TemporalDetections`` (label = description, confidence, seconds kept as attributes).
+
+    Returns:
+        the labels and the list of sanitising changes (empty when the model's times were clean).
+    """
+    clean, changes = sanitize_events(events, metadata.duration)
+    detections = [
+        _detection(
+            event["start"],
+            event["end"],
+            metadata,
+            label=event["description"],
+            confidence=event.get("confidence"),
+            start_s=float(event["start"]),
+            end_s=float(event["end"]),
+        )
+        for event in clean
+    ]
+    return fo.TemporalDetections(detections=detections, marlin_settings=settings_hash), changes
+
+
+def find_to_detection(
+    result: dict, metadata: fo.VideoMetadata, settings_hash: str
+) -> tuple[fo.TemporalDetection | None, list[str]]:
+    """One find result → a ``TemporalDetection`` labelled with the query, or None when not found."""
+    span, changes = sanitize_span(result["span"], metadata.duration)
+    if span is None:
+        return None, changes
+    detection = _detection(
+        span[0],
+        span[1],
+        metadata,
+        label=result["query"],
+        confidence=result.get("confidence"),
+        start_s=float(span[0]),
+        end_s=float(span[1]),
+        raw=result["raw"],
+        format_ok=bool(result["format_ok"]),
+        marlin_settings=settings_hash,
+    )
+    return detection, changes

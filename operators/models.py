@@ -1,0 +1,25 @@
+"""One loaded model per process: loaded once per run, reused by later immediate runs in the App."""
+
+from __future__ import annotations
+
+import threading
+
+from marlin_core import Marlin
+
+_lock = threading.Lock()
+_cache: dict[tuple, Marlin] = {}
+
+
+def get_marlin(model: str, *, device: str | None = None, revision: str | None = None) -> Marlin:
+    """The loaded ``Marlin`` for these arguments, loading it (and dropping any other) on first use."""
+    key = (model, device or None, revision or None)
+    with _lock:
+        if key not in _cache:
+            _cache.clear()
+            _cache[key] = Marlin.from_pretrained(model, device=device or None, revision=revision or None)
+        return _cache[key]
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
