@@ -52,9 +52,10 @@ _RANGE = rf"(?P<start>{_NUMBER})\s*(?:{_UNIT})?\s*[-\u2013\u2014]\s*(?P<end>{_NU
 # inside the events section, ``5.2 - 8.7: text`` without brackets.
 _BULLET = r"(?:[-*\u2022]\s+)?"
 _BRACKETED_EVENT = re.compile(rf"^\s*{_BULLET}<\s*{_RANGE}\s*>\s*(?P<description>.*)$", re.IGNORECASE)
-_BARE_EVENT = re.compile(rf"^\s*{_BULLET}{_RANGE}\s*:?\s+(?P<description>.*)$", re.IGNORECASE)
-# The start of an event line whose time range never closed: the generation stopped inside it.
-_UNCLOSED_RANGE = re.compile(rf"^\s*{_BULLET}<[^>]*$")
+_BARE_EVENT = re.compile(rf"^\s*{_BULLET}{_RANGE}(?:\s*:\s*|\s+)(?P<description>.*)$", re.IGNORECASE)
+# The start of an event line whose time range never closed (``<``, ``<8.5 - 1``): the generation
+# stopped inside it.
+_UNCLOSED_RANGE = re.compile(rf"^\s*{_BULLET}<\s*(?:[0-9.][^>]*)?$")
 _SCENE_HEADER = re.compile(r"^\s*scene\s*:\s*(?P<rest>.*)$", re.IGNORECASE)
 _EVENTS_HEADER = re.compile(r"^\s*events\s*:\s*(?P<rest>.*)$", re.IGNORECASE)
 # A finished description ends a sentence (every real one does: ``...looks around.``).
@@ -219,6 +220,7 @@ def parse_caption(text: str, *, truncated: bool = False) -> CaptionResult:
     section = _events_section(lines, events_at)
     events, dropped, last_parsed = _parse_event_lines(section)
 
+    truncated = bool(truncated)
     last_line = section[-1] if section else None
     if truncated and last_parsed and not ends_with_newline and not _SENTENCE_END.search(events[-1]["description"]):
         events.pop()

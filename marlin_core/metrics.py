@@ -23,9 +23,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-Span = tuple[float, float]
-"""``(start_s, end_s)`` in seconds."""
-
 GROUNDING_THRESHOLDS = (0.3, 0.5, 0.7)  # TimeLens reports R1@{0.3, 0.5, 0.7}
 DENSE_TIOUS = (0.3, 0.5, 0.7, 0.9)  # densevid_eval's default --tious
 DENSEVID_IOU_EPSILON = 1e-8  # densevid_eval adds it to the union; it decides ties at a threshold
@@ -181,9 +178,10 @@ def dense_localization_metrics(
         raise ValueError("dense_localization_metrics: ground_truth is empty; pass at least one video")
     empty = [video_id for video_id, reference in ground_truth.items() if len(reference) == 0]
     if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
         raise ValueError(
-            f"dense_localization_metrics: video {empty[0]!r} (and {len(empty) - 1} more) has no "
-            "ground-truth span, so its recall is undefined; leave such videos out of ground_truth"
+            f"dense_localization_metrics: video {empty[0]!r}{more} has no ground-truth span, "
+            "so its recall is undefined; leave such videos out of ground_truth"
         )
     per_video = [
         _video_precision_recall(predictions.get(video_id, ()), reference, tious)

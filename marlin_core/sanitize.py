@@ -36,7 +36,7 @@ def sanitize_events(
     Raises:
         ValueError: ``duration_s`` is not None and not a positive finite number.
     """
-    _check_duration(duration_s, "sanitize_events")
+    duration_s = _checked_duration(duration_s, "sanitize_events")
     kept: list[dict[str, Any]] = []
     changes: list[str] = []
     for number, event in enumerate(events, start=1):
@@ -47,7 +47,7 @@ def sanitize_events(
         if clean is not None:
             kept.append({**event, "start": clean[0], "end": clean[1]})
     ordered = sorted(kept, key=lambda e: (e["start"], e["end"]))
-    if [id(e) for e in ordered] != [id(e) for e in kept]:
+    if any(a is not b for a, b in zip(ordered, kept)):
         changes.append("events reordered by start time")
     return ordered, changes
 
@@ -69,7 +69,7 @@ def sanitize_span(
         ValueError: ``duration_s`` is not None and not a positive finite number, or ``span`` does
             not hold exactly two values.
     """
-    _check_duration(duration_s, "sanitize_span")
+    duration_s = _checked_duration(duration_s, "sanitize_span")
     if span is None:
         return None, []
     if len(span) != 2:
@@ -80,15 +80,17 @@ def sanitize_span(
     return clean, [f"{label}: {note}" for note in notes]
 
 
-def _check_duration(duration_s: float | None, where: str) -> None:
+def _checked_duration(duration_s: float | None, where: str) -> float | None:
+    """The duration as a float (None stays None); a duration that is no clip length is an error."""
     if duration_s is None:
-        return
+        return None
     seconds = _as_float(duration_s)
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(
             f"{where}: duration_s must be the clip length in seconds (a positive finite number) "
             f"or None when unknown, got {duration_s!r}"
         )
+    return seconds
 
 
 def _sanitize_range(start: object, end: object, duration_s: float | None) -> tuple[tuple[float, float] | None, list[str]]:
@@ -107,13 +109,13 @@ def _sanitize_range(start: object, end: object, duration_s: float | None) -> tup
         return None, notes
     if duration_s is not None:
         if end <= 0 or start >= duration_s:
-            notes.append(f"outside the video [0.0, {float(duration_s)!r}] s, dropped")
+            notes.append(f"outside the video [0.0, {duration_s!r}] s, dropped")
             return None, notes
         if start < 0:
             start = 0.0
             notes.append("start clamped to 0.0 s")
         if end > duration_s:
-            end = float(duration_s)
+            end = duration_s
             notes.append(f"end clamped to {end!r} s (video duration)")
     return (start, end), notes
 

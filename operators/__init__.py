@@ -1,6 +1,9 @@
 """The plugin's operators: thin FiftyOne glue over :mod:`marlin_core`, one module per operator."""
 
 from .caption import CaptionVideos
+from .evaluate import EvaluateMarlin
 from .find import FindEvents
+from .import_annotations import ImportAnnotations
+from .review import ReviewErrors
 
-OPERATORS = [CaptionVideos, FindEvents]
+OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors]

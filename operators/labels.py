@@ -27,7 +27,7 @@ def events_to_detections(
     Returns:
         the labels and the list of sanitising changes (empty when the model's times were clean).
     """
-    clean, changes = sanitize_events(events, metadata.duration)
+    clean, changes = sanitize_events(events, metadata.duration or None)
     detections = [
         _detection(
             event["start"],
@@ -47,7 +47,7 @@ def find_to_detection(
     result: dict, metadata: fo.VideoMetadata, settings_hash: str
 ) -> tuple[fo.TemporalDetection | None, list[str]]:
     """One find result → a ``TemporalDetection`` labelled with the query, or None when not found."""
-    span, changes = sanitize_span(result["span"], metadata.duration)
+    span, changes = sanitize_span(result["span"], metadata.duration or None)
     if span is None:
         return None, changes
     detection = _detection(
@@ -63,3 +63,22 @@ def find_to_detection(
         marlin_settings=settings_hash,
     )
     return detection, changes
+
+
+def segments_to_detections(segments, metadata: fo.VideoMetadata) -> fo.TemporalDetections:
+    """Ground-truth segments (seconds) → ``TemporalDetections`` labelled with their sentences."""
+    return fo.TemporalDetections(
+        detections=[
+            _detection(s.start_s, s.end_s, metadata, label=s.sentence, start_s=s.start_s, end_s=s.end_s)
+            for s in segments
+        ]
+    )
+
+
+def detection_span_s(detection: fo.TemporalDetection, metadata: fo.VideoMetadata) -> tuple[float, float]:
+    """A detection's ``(start_s, end_s)``: the seconds it was made from, else its frames converted back."""
+    stored = [detection.get_field(name) if detection.has_field(name) else None for name in ("start_s", "end_s")]
+    if None not in stored:
+        return float(stored[0]), float(stored[1])
+    start_s, end_s = detection.to_timestamps(metadata=metadata)
+    return float(start_s), float(end_s)

@@ -223,7 +223,7 @@ CAPTION_TABLE = [
     ),
     (
         "bullets and bare ranges after the header",
-        "Scene: A park.\n\nEvents:\n- <1.0 - 2.5> A man walks.\n* 2.5 - 4.0: He sits down.",
+        "Scene: A park.\n\nEvents:\n- <1.0 - 2.5> A man walks.\n* 2.5 - 4.0:He sits down.",
         False, "A park.", [A, B], False, False, [],
     ),
     ("en dash", "Scene: A park.\n\nEvents:\n<1.0 \u2013 2.5> A man walks.", False, "A park.", [A], False, False, []),
@@ -253,10 +253,13 @@ CAPTION_TABLE = [
     ("empty", "", False, "", [], False, False, []),
     ("think only", "<think>\n", False, "", [], False, False, []),
     ("prose", "I cannot see the video.", False, "I cannot see the video.", [], False, False, []),
+    ("prose ending in a bracket", "A park.\n<no events>", False, "A park.\n<no events>", [], False, False, []),
+    ("prose ending in an open bracket", "A park.\n<no events", False, "A park.\n<no events", [], False, False, []),
     ("numbers in prose are not events", "Scene: 3 - 4 people walk.\nThey talk.", False, "3 - 4 people walk.\nThey talk.", [], False, False, []),
     # Cut off at max_new_tokens (the caller says so, or the last range never closed).
     ("cut inside the start time", CANONICAL[: CANONICAL.rindex("<") + 3], False, "A park.", [A], False, True, ["<2."]),
     ("cut inside the end time", CANONICAL[: CANONICAL.rindex(">") - 1], False, "A park.", [A], False, True, ["<2.5 - 4."]),
+    ("cut after the bracket", CANONICAL[: CANONICAL.rindex("<") + 1], False, "A park.", [A], False, True, ["<"]),
     ("cut after the range", CANONICAL[: CANONICAL.rindex(">") + 1], False, "A park.", [A], False, True, ["<2.5 - 4.0>"]),
     ("told: cut in the description", CANONICAL[:-4], True, "A park.", [A], False, True, ["<2.5 - 4.0> He sits d"]),
     # Not told, a cut in a description cannot be seen: the text is still the trained format.
@@ -351,9 +354,9 @@ def test_strip_thinking_agrees_with_the_reference(text):
     assert strip_thinking(text) == reference_strip_thinking(text)
 
 
-def test_strip_thinking_is_linear_in_unclosed_tags():
-    text = "<think>" * 20_000 + "answer"
-    assert strip_thinking(text) == reference_strip_thinking(text[-100:]) == "answer"
+def test_many_unclosed_think_tags_are_quick_and_only_the_leading_one_goes():
+    """The reference regex rescans the text for each unclosed tag (minutes here); one pass does not."""
+    assert strip_thinking("<think>" * 20_000 + "answer") == "<think>" * 19_999 + "answer"
 
 
 @pytest.mark.parametrize("parser", [parse_caption, parse_find, strip_thinking])

@@ -1,0 +1,141 @@
+"""FiftyOne adapter for evaluation: FiftyOne's ActivityNet-style matching plus the field's metrics.
+
+Two modes, both stored as a FiftyOne evaluation run (``load_evaluation_results(eval_key)``) with
+per-label ``<eval_key>`` = tp/fp/fn and ``<eval_key>_iou`` attributes, a per-sample
+``<eval_key>_iou`` field (to sort by), and saved views to review the errors:
+
+* ``events`` (caption events vs ground-truth segments, labels ignored): FiftyOne's
+  ``evaluate_detections(method="activitynet", classwise=False)`` plus ActivityNet Captions'
+  localisation precision / recall / F1 over tIoU 0.3/0.5/0.7/0.9 (:mod:`marlin_core.metrics`).
+  Per-sample IoU = mean over ground-truth segments of the best tIoU of any prediction.
+* ``grounding`` (find spans vs ground-truth spans, paired by query = label): FiftyOne's matching
+  with ``classwise=True`` plus TimeLens' R1@{0.3,0.5,0.7} and mIoU, a query with no prediction
+  counting as IoU 0. Per-sample IoU = mean over that sample's queries.
+
+The aggregate table is kept in a custom run ``<eval_key>_marlin`` (``get_run_info(...).config``).
+"""
+
+from __future__ import annotations
+
+import fiftyone as fo
+from fiftyone import ViewField as F
+
+from marlin_core.metrics import dense_localization_metrics, grounding_metrics, temporal_iou
+
+from .labels import detection_span_s
+
+MODES = ("events", "grounding")
+
+
+def _spans(sample, field: str) -> list[tuple[str, tuple[float, float]]]:
+    labels = sample[field] if sample.has_field(field) else None
+    if labels is None:
+        return []
+    return [(d.label, detection_span_s(d, sample.metadata)) for d in labels.detections]
+
+
+def _per_sample_ious(view, pred_field, gt_field, mode):
+    """Per sample: ``(predicted spans, gt spans, mean IoU, [(gt span, pred span | None)])``."""
+    rows = {}
+    for sample in view.select_fields([pred_field, gt_field, "metadata"]).iter_samples():
+        predicted, truth = _spans(sample, pred_field), _spans(sample, gt_field)
+        if not truth:
+            continue
+        pairs = []
+        for label, gt_span in truth:
+            if mode == "grounding":
+                same = [span for pred_label, span in predicted if pred_label == label]
+                pairs.append((gt_span, same[0] if same else None))
+            else:
+                best = max(predicted, key=lambda p: temporal_iou(gt_span, p[1]), default=None)
+                pairs.append((gt_span, best[1] if best else None))
+        mean_iou = sum(temporal_iou(g, p) for g, p in pairs) / len(pairs)
+        rows[sample.id] = ([span for _, span in predicted], [span for _, span in truth], mean_iou, pairs)
+    return rows
+
+
+def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval_key: str = "marlin_eval",
+             iou: float = 0.5) -> dict:
+    """Run the evaluation; store the run, per-sample IoU and review views; return the summary table.
+
+    Args:
+        view: the samples to evaluate (videos with ``metadata``; computed when missing).
+        pred_field / gt_field: ``TemporalDetections`` fields.
+        mode: ``"events"`` or ``"grounding"``.
+        eval_key: name of the evaluation run and prefix of the fields it writes.
+        iou: tIoU threshold of FiftyOne's tp/fp/fn matching.
+
+    Returns:
+        ``{"mode", "eval_key", "samples", "metrics": {name: value}, "views": [saved view names]}``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    view.compute_metadata()
+    dataset = view._root_dataset
+    for field in (pred_field, gt_field):
+        if not dataset.has_sample_field(field):
+            raise ValueError(f"dataset {dataset.name!r} has no field {field!r}")
+    num_predictions = view.count(f"{pred_field}.detections")
+    # mAP ranks predictions by confidence, so it needs one on every prediction
+    compute_map = num_predictions > 0 and num_predictions == view.count(f"{pred_field}.detections.confidence")
+    results = view.evaluate_detections(
+        pred_field,
+        gt_field=gt_field,
+        eval_key=eval_key,
+        method="activitynet",
+        classwise=(mode == "grounding"),
+        iou=iou,
+        compute_mAP=compute_map,
+    )
+    rows = _per_sample_ious(view, pred_field, gt_field, mode)
+    iou_field = f"{eval_key}_iou"
+    view.set_values(iou_field, {sample_id: row[2] for sample_id, row in rows.items()}, key_field="id")
+
+    report = results.metrics()
+    metrics = {
+        "fiftyone_precision": 100 * report["precision"],
+        "fiftyone_recall": 100 * report["recall"],
+        "fiftyone_f1": 100 * report["fscore"],
+    }
+    if compute_map:
+        metrics["mAP"] = 100 * results.mAP()
+    if mode == "events" and rows:
+        metrics.update(dense_localization_metrics(
+            {sample_id: row[0] for sample_id, row in rows.items()},
+            {sample_id: row[1] for sample_id, row in rows.items()},
+        ))
+    elif rows:
+        pairs = [pair for row in rows.values() for pair in row[3]]
+        metrics.update(grounding_metrics([p for _, p in pairs], [g for g, _ in pairs]))
+
+    views = _save_review_views(view, pred_field, gt_field, eval_key)
+    summary = {"mode": mode, "eval_key": eval_key, "samples": len(rows), "metrics": metrics, "views": views}
+    dataset.register_run(f"{eval_key}_marlin", dataset.init_run(method="marlin.evaluate", pred_field=pred_field,
+                         gt_field=gt_field, iou=iou, **summary), overwrite=True, cleanup=False)
+    return summary
+
+
+def review_views(view, pred_field: str, gt_field: str, eval_key: str) -> dict[str, fo.DatasetView]:
+    """Worst samples first; clips of false positives; clips of misses (ground truth not found)."""
+    return {
+        f"{eval_key}_worst": view.exists(f"{eval_key}_iou").sort_by(f"{eval_key}_iou"),
+        f"{eval_key}_false_positives": view.filter_labels(pred_field, F(eval_key) == "fp").to_clips(pred_field),
+        f"{eval_key}_misses": view.filter_labels(gt_field, F(eval_key) == "fn").to_clips(gt_field),
+    }
+
+
+def _save_review_views(view, pred_field, gt_field, eval_key) -> list[str]:
+    dataset = view._root_dataset
+    names = []
+    for name, review in review_views(view, pred_field, gt_field, eval_key).items():
+        dataset.save_view(name, review, overwrite=True)
+        names.append(name)
+    return names
+
+
+def format_summary(summary: dict) -> str:
+    """The aggregate table as text (printed by the Python API, shown in the App)."""
+    lines = [f"Marlin evaluation {summary['eval_key']!r} ({summary['mode']}, {summary['samples']} samples)"]
+    for name, value in summary["metrics"].items():
+        lines.append(f"  {name:<22} {value:8.2f}" if isinstance(value, float) else f"  {name:<22} {value:>8}")
+    return "\n".join(lines)
