@@ -17,6 +17,8 @@ The aggregate table is kept in a custom run ``<eval_key>_marlin`` (``get_run_inf
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import fiftyone as fo
 from fiftyone import ViewField as F
 
@@ -25,6 +27,26 @@ from marlin_core.metrics import dense_localization_metrics, grounding_metrics, t
 from .labels import detection_span_s
 
 MODES = ("events", "grounding")
+AGNOSTIC_LABEL = "event"
+
+
+@contextmanager
+def _one_label(view, fields: list[str]):
+    """Give every event the label ``event`` while FiftyOne matches, then restore the descriptions.
+
+    With ``classwise=False`` FiftyOne matches segments across labels but still calls a match "tp"
+    only when the labels are equal; free-text descriptions never are. Renaming for the duration of
+    the evaluation makes it class-agnostic, and the eval attributes stay on the user's own labels.
+    """
+    paths = [f"{field}.detections.label" for field in fields]
+    originals = {path: view.values(path) for path in paths}
+    try:
+        for path, labels in originals.items():
+            view.set_values(path, [[AGNOSTIC_LABEL] * len(row) if row else row for row in labels])
+        yield
+    finally:
+        for path, labels in originals.items():
+            view.set_values(path, labels)
 
 
 def _spans(sample, field: str) -> list[tuple[str, tuple[float, float]]]:
@@ -78,15 +100,13 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
     num_predictions = view.count(f"{pred_field}.detections")
     # mAP ranks predictions by confidence, so it needs one on every prediction
     compute_map = num_predictions > 0 and num_predictions == view.count(f"{pred_field}.detections.confidence")
-    results = view.evaluate_detections(
-        pred_field,
-        gt_field=gt_field,
-        eval_key=eval_key,
-        method="activitynet",
-        classwise=(mode == "grounding"),
-        iou=iou,
-        compute_mAP=compute_map,
-    )
+    evaluate_kwargs = dict(gt_field=gt_field, eval_key=eval_key, method="activitynet", iou=iou,
+                           compute_mAP=compute_map)
+    if mode == "grounding":
+        results = view.evaluate_detections(pred_field, classwise=True, **evaluate_kwargs)
+    else:
+        with _one_label(view, [pred_field, gt_field]):
+            results = view.evaluate_detections(pred_field, classwise=False, **evaluate_kwargs)
     rows = _per_sample_ious(view, pred_field, gt_field, mode)
     iou_field = f"{eval_key}_iou"
     view.set_values(iou_field, {sample_id: row[2] for sample_id, row in rows.items()}, key_field="id")

@@ -11,8 +11,9 @@ import fiftyone as fo
 from marlin_core.sanitize import sanitize_events, sanitize_span
 
 
-def _detection(start_s: float, end_s: float, metadata: fo.VideoMetadata, **attributes) -> fo.TemporalDetection:
-    detection = fo.TemporalDetection.from_timestamps([start_s, end_s], metadata=metadata, **attributes)
+def _detection(from_s: float, to_s: float, metadata: fo.VideoMetadata, **attributes) -> fo.TemporalDetection:
+    """``[from_s, to_s]`` seconds → a detection whose support lies inside ``[1, total_frame_count]``."""
+    detection = fo.TemporalDetection.from_timestamps([from_s, to_s], metadata=metadata, **attributes)
     first, last = detection.support
     total = metadata.total_frame_count or last
     detection.support = [min(max(1, first), total), min(max(first, last), total)]

@@ -1,20 +1,24 @@
-"""One loaded model per process: loaded once per run, reused by later immediate runs in the App."""
+"""One loaded model per process: loaded once per run, reused by later immediate runs in the App.
+
+The engine (torch, transformers) is imported on first use, so listing or running the other
+operators never pays for it.
+"""
 
 from __future__ import annotations
 
 import threading
 
-from marlin_core import Marlin
-
 _lock = threading.Lock()
-_cache: dict[tuple, Marlin] = {}
+_cache: dict[tuple, object] = {}
 
 
-def get_marlin(model: str, *, device: str | None = None, revision: str | None = None) -> Marlin:
+def get_marlin(model: str, *, device: str | None = None, revision: str | None = None):
     """The loaded ``Marlin`` for these arguments, loading it (and dropping any other) on first use."""
     key = (model, device or None, revision or None)
     with _lock:
         if key not in _cache:
+            from marlin_core import Marlin
+
             _cache.clear()
             _cache[key] = Marlin.from_pretrained(model, device=device or None, revision=revision or None)
         return _cache[key]

@@ -1,0 +1,148 @@
+"""The caption operator through FiftyOne's own executor, on the local MongoDB, with the tiny trained model."""
+
+from __future__ import annotations
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import pytest
+from fiftyone.operators.delegated import DelegatedOperationService
+
+from marlin_core.contract import parse_caption
+from tiny_model import TRAINED_TARGETS
+
+CAPTION = "@marlin/marlin/caption"
+
+
+def add_videos(dataset, paths) -> list[str]:
+    samples = [fo.Sample(filepath=str(p)) for p in paths]
+    return dataset.add_samples(samples)
+
+
+def run(dataset, model_dir, **params):
+    result = foo.execute_operator(CAPTION, dict(dataset=dataset, params=dict(model=str(model_dir), **params)))
+    result.raise_exceptions()
+    return result.result
+
+
+def assert_captioned(sample, color):
+    expected = parse_caption(TRAINED_TARGETS[color]["caption"])
+    events = sample["marlin_events"]
+    assert isinstance(events, fo.TemporalDetections)
+    assert [d.label for d in events.detections] == [e["description"] for e in expected["events"]]
+    assert [(d.start_s, d.end_s) for d in events.detections] == [(e["start"], e["end"]) for e in expected["events"]]
+    total = sample.metadata.total_frame_count
+    for detection in events.detections:
+        first, last = detection.support
+        assert 1 <= first <= last <= total
+        assert 0.0 <= detection.confidence <= 1.0
+        assert detection.to_timestamps(sample=sample)[0] == pytest.approx(detection.start_s, abs=0.11)
+    assert sample["marlin_scene"] == expected["scene"]
+    assert sample["marlin_caption"] == TRAINED_TARGETS[color]["caption"]
+
+
+def test_plugin_operators_are_listed():
+    uris = {op.uri for op in foo.list_operators()}
+    assert {CAPTION, "@marlin/marlin/find", "@marlin/marlin/evaluate",
+            "@marlin/marlin/import_annotations", "@marlin/marlin/review_errors"} <= uris
+
+
+def test_caption_writes_native_labels(dataset, trained_model_dir, color_videos):
+    add_videos(dataset, [color_videos["red"], color_videos["blue"]])
+    outcome = run(dataset, trained_model_dir)
+    assert outcome["done"] == 2 and outcome["failed"] == 0 and outcome["skipped"] == 0
+    for sample in dataset:
+        assert_captioned(sample, "red" if "red" in sample.filepath else "blue")
+    schema = dataset.get_field_schema()
+    assert schema["marlin_events"].document_type is fo.TemporalDetections
+    assert isinstance(schema["marlin_scene"], fo.StringField)
+    assert isinstance(schema["marlin_caption"], fo.StringField)
+    info = dataset.get_run_info("marlin_caption")
+    assert info.config.settings["model"] == str(trained_model_dir)
+    assert "transformers" in info.config.versions
+    assert info.config.outcome["done"] == 2
+
+
+def test_rerun_skips_done_samples_and_overwrite_recomputes(dataset, trained_model_dir, color_videos):
+    add_videos(dataset, [color_videos["red"]])
+    run(dataset, trained_model_dir)
+    first_ids = [d.id for d in dataset.first()["marlin_events"].detections]
+    again = run(dataset, trained_model_dir)
+    assert again["skipped"] == 1 and again["done"] == 0
+    assert [d.id for d in dataset.first()["marlin_events"].detections] == first_ids
+    forced = run(dataset, trained_model_dir, overwrite=True)
+    assert forced["done"] == 1
+    assert len(dataset.first()["marlin_events"].detections) == len(first_ids)
+
+
+def test_custom_field_names(dataset, trained_model_dir, color_videos):
+    add_videos(dataset, [color_videos["blue"]])
+    run(dataset, trained_model_dir, events_field="ev", scene_field="sc", caption_field="cap")
+    sample = dataset.first()
+    assert len(sample["ev"].detections) == 2 and sample["sc"] and sample["cap"]
+    assert not dataset.has_sample_field("marlin_events")
+
+
+def test_selected_samples_only(dataset, trained_model_dir, color_videos):
+    ids = add_videos(dataset, [color_videos["red"], color_videos["blue"]])
+    result = foo.execute_operator(
+        CAPTION, dict(dataset=dataset, selected=[ids[1]], params=dict(model=str(trained_model_dir),
+                                                                    view_target="SELECTED_SAMPLES")))
+    result.raise_exceptions()
+    assert result.result["done"] == 1
+    assert dataset[ids[0]]["marlin_events"] is None
+    assert dataset[ids[1]]["marlin_events"] is not None
+
+
+def test_mixed_dataset_reports_per_sample_errors(dataset, trained_model_dir, color_videos, bad_files):
+    ids = add_videos(dataset, [color_videos["red"], bad_files["empty"], bad_files["missing"],
+                               bad_files["image"], bad_files["text"]])
+    # labels a user had before must survive a failed run
+    keep = fo.TemporalDetections(detections=[fo.TemporalDetection(label="mine", support=[1, 2])])
+    empty_sample = dataset[ids[1]]
+    empty_sample["marlin_events"] = keep
+    empty_sample.save()
+    outcome = run(dataset, trained_model_dir)
+    assert outcome["done"] == 1 and outcome["failed"] == 4
+    assert_captioned(dataset[ids[0]], "red")
+    for sample_id, path in zip(ids[1:], [bad_files["empty"], bad_files["missing"], bad_files["image"],
+                                        bad_files["text"]]):
+        error = dataset[sample_id]["marlin_error"]
+        assert error.startswith("caption: ") and str(path) in error, error
+    assert "empty" in dataset[ids[1]]["marlin_error"]
+    assert "not found" in dataset[ids[2]]["marlin_error"] or "missing" in dataset[ids[2]]["marlin_error"]
+    assert [d.label for d in dataset[ids[1]]["marlin_events"].detections] == ["mine"]
+
+
+def test_garbage_model_completes_with_raw_text(dataset, random_model_dir, color_videos):
+    add_videos(dataset, [color_videos["red"]])
+    outcome = run(dataset, random_model_dir, max_new_tokens=16)
+    assert outcome["done"] == 1
+    sample = dataset.first()
+    assert sample["marlin_events"].detections == []
+    assert sample["marlin_events"].format_ok is False
+    assert isinstance(sample["marlin_caption"], str)
+
+
+def test_delegated_run_executes_like_a_worker(dataset, trained_model_dir, color_videos):
+    add_videos(dataset, [color_videos["red"], color_videos["blue"]])
+    queued = foo.execute_operator(CAPTION, dict(dataset=dataset, request_delegation=True,
+                                                params=dict(model=str(trained_model_dir))))
+    queued.raise_exceptions()
+    assert queued.delegated
+    assert dataset.count("marlin_events") == 0
+    service = DelegatedOperationService()
+    service.execute_queued_operations(operator=CAPTION, dataset_name=dataset.name)
+    operation = service.get(queued.result["id"])
+    assert operation.run_state == "completed", operation.result
+    dataset.reload()
+    for sample in dataset:
+        assert_captioned(sample, "red" if "red" in sample.filepath else "blue")
+
+
+def test_sdk_call_pattern(dataset, trained_model_dir, color_videos):
+    add_videos(dataset, [color_videos["blue"]])
+    caption = foo.get_operator(CAPTION)
+    result = caption(dataset, model=str(trained_model_dir))
+    result.raise_exceptions()
+    assert result.result["done"] == 1
+    assert_captioned(dataset.first(), "blue")
