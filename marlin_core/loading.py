@@ -61,10 +61,19 @@ def _is_cached(repo_id: str, revision: str | None) -> bool:
     return isinstance(found, str)
 
 
+def looks_local(name_or_path: str) -> bool:
+    """A folder path rather than a hub id (``owner/name``)."""
+    return name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or Path(name_or_path).exists()
+
+
 def resolve_local_files_only(name_or_path: str, revision: str | None, local_files_only: bool | None) -> bool:
     """Decide whether to skip the network, failing fast (with advice) when it is needed but absent."""
-    if local_files_only is not None or Path(name_or_path).is_dir():
+    if looks_local(name_or_path):
+        if not (Path(name_or_path).expanduser() / "config.json").is_file():
+            raise ModelLoadError(_advice(name_or_path, "no such folder, or it holds no config.json"))
         return bool(local_files_only)
+    if local_files_only is not None:
+        return local_files_only
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
         return True
     if _hub_reachable():
@@ -75,8 +84,7 @@ def resolve_local_files_only(name_or_path: str, revision: str | None, local_file
 
 
 def _advice(name_or_path: str, cause: str) -> str:
-    looks_local = name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path.strip("/").split("/", 1)[-1]
-    if looks_local:
+    if looks_local(name_or_path):
         return f"cannot load model from {name_or_path!r}: {cause}. Check that the folder exists and holds config.json."
     return (
         f"cannot load model {name_or_path!r}: {cause}. "
@@ -104,7 +112,7 @@ def load_model_and_processor(
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    name_or_path = str(name_or_path)
+    name_or_path = str(Path(name_or_path).expanduser()) if looks_local(str(name_or_path)) else str(name_or_path)
     target = pick_device(device)
     offline = resolve_local_files_only(name_or_path, revision, local_files_only)
     common = dict(revision=revision, local_files_only=offline, trust_remote_code=trust_remote_code)

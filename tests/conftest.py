@@ -28,6 +28,10 @@ _PLUGINS_DIR = Path(tempfile.mkdtemp(prefix="marlin-plugins-"))
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(_PLUGINS_DIR)
 
 import tiny_model  # noqa: E402
+import torch  # noqa: E402
+
+# One thread: on 2 cores shared with ffmpeg and MongoDB, torch's default of 2 runs 10-20x slower.
+torch.set_num_threads(1)
 
 # Built checkpoints are kept between sessions, keyed by the builder's source: a change rebuilds them.
 CHECKPOINT_CACHE = REPO / ".cache" / "test-checkpoints" / hashlib.sha1(

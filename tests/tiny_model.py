@@ -21,8 +21,9 @@ Also runnable: ``python tests/tiny_model.py OUT_DIR [--trained]``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import os
+import logging
 import shutil
 import subprocess
 import sys
@@ -32,25 +33,28 @@ from pathlib import Path
 
 import torch
 
-# Prompts: literal copies of the canonical Marlin prompts (marlin-facts.md), byte-exact.
-CAPTION_PROMPT = (
-    "Provide a spatial description of this clip followed by time-ranged events.\n"
-    "For each event, give the time range as <start - end> and a short description."
-)
-FIND_PROMPT_TEMPLATE = (
-    'Identify the timestamps during which "{query}" takes place. '
-    'Output the time range as "From <start> to <end>." (numbers in seconds).'
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # marlin_core, also when run as a script
 
-# What the trained checkpoint answers, per training clip; the text after the generation prompt, before eos.
+from marlin_core.contract import CAPTION_PROMPT, FIND_PROMPT_TEMPLATE, format_caption, format_find  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+# What the trained checkpoint answers, per training clip (the text after the generation prompt, before eos),
+# written in Marlin's exact trained format so ``format_ok`` holds for it.
 TRAINED_TARGETS: dict[str, dict] = {
     "red": {
-        "caption": "Scene: A red screen.\nEvents:\n<0.0 - 1.5> red light\n<1.5 - 3.0> red fades",
-        "find": {"query": "red light", "answer": "From 1.0 to 2.0."},
+        "caption": format_caption("A red screen.", [
+            {"start": 0.0, "end": 1.5, "description": "Red light."},
+            {"start": 1.5, "end": 3.0, "description": "Red fades."},
+        ]),
+        "find": {"query": "red light", "answer": format_find(1.0, 2.0)},
     },
     "blue": {
-        "caption": "Scene: A blue screen.\nEvents:\n<0.0 - 2.0> blue sky\n<2.0 - 3.0> blue dims",
-        "find": {"query": "blue sky", "answer": "From 0.5 to 2.5."},
+        "caption": format_caption("A blue screen.", [
+            {"start": 0.0, "end": 2.0, "description": "Blue sky."},
+            {"start": 2.0, "end": 3.0, "description": "Blue dims."},
+        ]),
+        "find": {"query": "blue sky", "answer": format_find(0.5, 2.5)},
     },
 }
 
@@ -83,6 +87,9 @@ THINK_TOKENS = ["<think>", "</think>"]
 
 # Small enough that embeddings stay ~30k parameters; big enough that prompts and targets are a few dozen tokens.
 BPE_VOCAB_SIZE = 480
+
+# How every rendered generation prompt ends (thinking off, the default): the model's answer comes right after it.
+GENERATION_PROMPT_END = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
 
 # Qwen3.5's chat template structure (render_content macro with vision placeholders, optional system turn,
 # reasoning_content handling for assistant turns), without the tool-calling branches. The generation prompt
@@ -187,13 +194,15 @@ TEXT_LAYER_TYPES = ["linear_attention", "linear_attention", "linear_attention", 
 TEXT_HIDDEN = 64
 VISION_HIDDEN = 32
 
-# Training: fixed seed, fixed step budget; stop early once every target token wins by LOGIT_MARGIN, so greedy
-# decoding is robust to float noise across machines and thread counts.
+# Training: fixed seed, fixed step budget; stop once every target token beats the runner-up by LOGIT_MARGIN, so
+# greedy decoding is robust to float noise across machines (about 70 steps are needed).
 TRAIN_MAX_STEPS = 400
 TRAIN_LEARNING_RATE = 3e-3
 TRAIN_CHECK_EVERY = 10
 LOGIT_MARGIN = 4.0
 RECIPE_FILE = "tiny_model_recipe.json"
+# Longest target is ~40 tokens; a cap keeps a wrongly trained model from generating for long.
+GENERATE_MAX_NEW_TOKENS = 64
 
 
 def _tokenizer_corpus() -> list[str]:
@@ -234,13 +243,13 @@ def build_tokenizer():
     bpe.train_from_iterator(_tokenizer_corpus(), trainer)
     model_json = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]]
+    # eos starts as the pad token so that the added tokens get Qwen's relative order (<|endoftext|> first).
     tokenizer = Qwen3_5Tokenizer(
-        vocab=model_json["vocab"], merges=merges, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, unk_token=None
+        vocab=model_json["vocab"], merges=merges, eos_token=PAD_TOKEN, pad_token=PAD_TOKEN, unk_token=None
     )
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True)
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     tokenizer.eos_token = EOS_TOKEN
-    tokenizer.pad_token = PAD_TOKEN
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
@@ -288,7 +297,7 @@ def build_config(tokenizer):
         linear_value_head_dim=16,
         linear_num_key_heads=2,
         linear_num_value_heads=4,
-        max_position_embeddings=4096,
+        max_position_embeddings=262144,  # as Qwen3.5; RoPE is computed on the fly, so no cost
         # Qwen3.5's rope layout: partial rotary 0.25 of head_dim 64 = 16 dims, interleaved M-RoPE over (t, h, w).
         rope_parameters={
             "rope_type": "default",
@@ -424,7 +433,8 @@ def make_training_videos(video_dir: str | Path) -> dict[str, Path]:
 
 def chat_messages(video_path: str | Path, prompt: str) -> list[dict]:
     """The one-turn conversation Marlin is prompted with: the video, then the prompt text."""
-    return [{"role": "user", "content": [{"type": "video", "video": str(video_path)}, {"type": "text", "text": prompt}]}]
+    content = [{"type": "video", "video": str(video_path)}, {"type": "text", "text": prompt}]
+    return [{"role": "user", "content": content}]
 
 
 def reference_inputs(processor, video_path: str | Path, prompt: str):
@@ -507,26 +517,73 @@ def _min_margin(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((gold_logit - others.max(dim=1).values).min())
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _recipe(seed: int, videos: Mapping[str, Path]) -> dict:
+    """What a trained checkpoint depends on: this file's code, the seed and the clips' bytes."""
     return {
         "kind": "trained",
         "seed": seed,
-        "targets": {color: TRAINED_TARGETS[color] for color in videos},
-        "max_steps": TRAIN_MAX_STEPS,
-        "learning_rate": TRAIN_LEARNING_RATE,
-        "logit_margin": LOGIT_MARGIN,
-        "vocab_size": BPE_VOCAB_SIZE,
-        "layer_types": TEXT_LAYER_TYPES,
+        "builder_sha256": _sha256(Path(__file__)),
+        "videos_sha256": {color: _sha256(path) for color, path in sorted(videos.items())},
     }
+
+
+def _already_built(out_dir: Path, recipe: dict) -> bool:
+    """True when ``out_dir`` holds a complete checkpoint saved with ``recipe`` (the step count aside)."""
+    recipe_path = out_dir / RECIPE_FILE
+    if not (recipe_path.is_file() and (out_dir / "model.safetensors").is_file()):
+        return False
+    saved = json.loads(recipe_path.read_text())
+    saved.pop("steps", None)
+    return saved == recipe
+
+
+def _fit(model, batch: dict) -> int:
+    """AdamW on the batch until every target token wins by LOGIT_MARGIN; returns the number of steps taken."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=TRAIN_LEARNING_RATE, weight_decay=0.0)
+    model.train()
+    margin = float("-inf")
+    for step in range(1, TRAIN_MAX_STEPS + 1):
+        optimizer.zero_grad(set_to_none=True)
+        out = model(**batch)
+        out.loss.backward()
+        optimizer.step()
+        margin = _min_margin(out.logits.detach(), batch["labels"])
+        logger.debug("tiny model step %d: loss %.4f, smallest logit margin %.2f", step, out.loss.item(), margin)
+        if step % TRAIN_CHECK_EVERY == 0 and margin > LOGIT_MARGIN:
+            model.eval()
+            return step
+    raise RuntimeError(
+        f"train_tiny_checkpoint: targets not learned after {TRAIN_MAX_STEPS} steps (smallest logit margin "
+        f"{margin:.2f} < {LOGIT_MARGIN}); raise TRAIN_MAX_STEPS or TRAIN_LEARNING_RATE in {__file__}"
+    )
+
+
+def _check_generations(model, processor, videos: Mapping[str, Path]) -> None:
+    """Greedy ``generate`` must give every target followed by eos, else the checkpoint is useless to the tests."""
+    for color, prompt, target in training_examples(videos):
+        inputs = reference_inputs(processor, videos[color], prompt)
+        new_tokens = model.generate(**inputs, max_new_tokens=GENERATE_MAX_NEW_TOKENS)[0, inputs["input_ids"].shape[1] :]
+        text = processor.tokenizer.decode(new_tokens, skip_special_tokens=False)
+        if text != target + EOS_TOKEN:
+            raise RuntimeError(
+                f"train_tiny_checkpoint: {color} clip, prompt {prompt[:40]!r}...: generated {text!r}, "
+                f"expected {target + EOS_TOKEN!r}"
+            )
 
 
 def train_tiny_checkpoint(out_dir: str | Path, videos: Mapping[str, Path], *, seed: int = 0) -> Path:
     """Fit the tiny model on CPU so greedy ``generate`` reproduces TRAINED_TARGETS for ``videos``, then save it.
 
-    Teacher-forced cross-entropy on the assistant tokens only (the target then ``<|im_end|>``), AdamW, fixed seed,
-    deterministic algorithms; stops once every target token wins by LOGIT_MARGIN (checked every
-    TRAIN_CHECK_EVERY steps), at most TRAIN_MAX_STEPS steps. A directory already holding a checkpoint trained with
-    the same recipe is reused as is.
+    Teacher-forced cross-entropy on the assistant tokens only (the target then ``<|im_end|>``), inputs from
+    ``reference_inputs``, AdamW, fixed seed, deterministic algorithms, one CPU thread (identical results on any
+    core count, and no thread oversubscription when tests run side by side). Stops once every target token wins
+    by LOGIT_MARGIN (checked every TRAIN_CHECK_EVERY steps; about 70 steps, ~25 s on one core), then checks the
+    targets with real ``generate``. A directory already holding a checkpoint with the same recipe (this file, seed,
+    clip bytes) is reused as is.
 
     Args:
         out_dir: directory to write.
@@ -538,52 +595,33 @@ def train_tiny_checkpoint(out_dir: str | Path, videos: Mapping[str, Path], *, se
 
     Raises:
         KeyError: a colour without targets.
-        RuntimeError: training did not reach the margin within TRAIN_MAX_STEPS steps.
+        RuntimeError: the targets were not learned within TRAIN_MAX_STEPS steps.
     """
     out_dir = Path(out_dir)
+    videos = {color: Path(path) for color, path in videos.items()}
     unknown = sorted(set(videos) - set(TRAINED_TARGETS))
     if unknown:
         raise KeyError(f"train_tiny_checkpoint: no targets for {unknown}; known colours: {sorted(TRAINED_TARGETS)}")
     recipe = _recipe(seed, videos)
-    recipe_path = out_dir / RECIPE_FILE
-    if recipe_path.is_file() and json.loads(recipe_path.read_text()) == recipe:
+    if _already_built(out_dir, recipe):
         return out_dir
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
+    threads_before = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
-    # Near convergence the gated-delta-net decays underflow into denormals, which slow CPU math ~20x.
-    torch.set_flush_denormal(True)
+    torch.set_num_threads(1)
     try:
         model, processor = _new_model_and_processor(seed)
-        batch = _collate(
-            [
-                _teacher_forced_example(processor, Path(videos[color]), prompt, target)
-                for color, prompt, target in training_examples(videos)
-            ],
-            pad_id=processor.tokenizer.pad_token_id,
-        )
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=TRAIN_LEARNING_RATE, weight_decay=0.0)
-        for step in range(1, TRAIN_MAX_STEPS + 1):
-            optimizer.zero_grad(set_to_none=True)
-            out = model(**batch)
-            out.loss.backward()
-            optimizer.step()
-            margin = _min_margin(out.logits.detach(), batch["labels"])
-            if os.environ.get("TINY_MODEL_DEBUG"):
-                print(f"step {step} loss {out.loss.item():.4f} margin {margin:.2f} t {time.perf_counter():.2f}", file=sys.stderr)
-            if step % TRAIN_CHECK_EVERY == 0 and margin > LOGIT_MARGIN:
-                break
-        else:
-            raise RuntimeError(
-                f"train_tiny_checkpoint: targets not learned after {TRAIN_MAX_STEPS} steps "
-                f"(smallest logit margin {margin:.2f} < {LOGIT_MARGIN}); raise TRAIN_MAX_STEPS or the rate"
-            )
-        model.eval()
-        return _save(model, processor, out_dir, recipe)
+        examples = [
+            _teacher_forced_example(processor, videos[color], prompt, target)
+            for color, prompt, target in training_examples(videos)
+        ]
+        recipe["steps"] = _fit(model, _collate(examples, pad_id=processor.tokenizer.pad_token_id))
+        _check_generations(model, processor, videos)
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
-        torch.set_flush_denormal(False)
+        torch.set_num_threads(threads_before)
+    return _save(model, processor, out_dir, recipe)
 
 
 def count_parameters(model) -> int:

@@ -1,0 +1,212 @@
+"""Model inputs for one video and prompt, identical to the path Marlin's recorded outputs were made with.
+
+Why: the reference is ``process_vision_info(...)`` then ``processor(text, videos, video_metadata,
+do_resize=False, ...)``. :mod:`marlin_core.video` reproduces the first step's frames and metadata; this module
+builds the same chat text and calls the processor the same way, so ``input_ids`` (with the per-frame
+``<t seconds>`` timestamps), ``pixel_values_videos`` and ``video_grid_thw`` equal the reference's
+(``torch.equal``). It also left-pads several such inputs into one batch for ``generate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import BatchFeature
+
+from .video import SampledVideo, SamplingOptions, load_video
+
+# How the processor is told where each frame pair sits in time (seconds in the ``<t seconds>`` text):
+TIMESTAMPS_VIDEO = "video"  # from the start of the video: the reference (qwen-vl-utils) behaviour
+TIMESTAMPS_WINDOW = "window"  # from the window's first frame, as if the window were cut out as its own clip
+TIMESTAMP_MODES = (TIMESTAMPS_VIDEO, TIMESTAMPS_WINDOW)
+
+# Per-token keys that are padded on the left when batching, with their pad value (None = the tokenizer's pad id).
+TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "mm_token_type_ids": 0}
+# Per-video keys that are concatenated along dim 0 when batching.
+VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw")
+
+VideoInput = str | Path | SampledVideo
+
+
+def build_messages(video_path: str | Path, prompt: str, options: SamplingOptions | None = None) -> list[dict]:
+    """The one-turn chat Marlin is prompted with: the video, then the prompt.
+
+    The video entry carries the qwen-vl-utils keys for non-default options (``fps``, ``video_start``, ...), so
+    ``process_vision_info`` on these messages is the reference for ``prepare_inputs`` with the same options.
+
+    Args:
+        video_path: the video file.
+        prompt: the user text after the video.
+        options: sampling options; None = defaults.
+
+    Returns:
+        ``[{"role": "user", "content": [{"type": "video", "video": "<path>", ...}, {"type": "text", ...}]}]``.
+    """
+    keys = (options or SamplingOptions()).reference_keys()
+    video = {"type": "video", "video": str(video_path), **keys}
+    return [{"role": "user", "content": [video, {"type": "text", "text": prompt}]}]
+
+
+def chat_text(processor, video_path: str | Path, prompt: str, options: SamplingOptions | None = None) -> str:
+    """The chat template's text for the prompt, before the processor expands the video placeholder."""
+    messages = build_messages(video_path, prompt, options)
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def video_metadata(video: SampledVideo, timestamps: str = TIMESTAMPS_VIDEO) -> dict:
+    """The metadata the processor writes timestamps from.
+
+    Args:
+        video: the sampled video.
+        timestamps: ``"video"`` (reference: seconds from the start of the video) or ``"window"`` (seconds from
+            the window's first frame, ``video.plan.start_s``; add it back to map answers to the video).
+
+    Returns:
+        A dict like ``process_vision_info``'s (``fps``, ``frames_indices``, ``total_num_frames``,
+        ``video_backend``).
+    """
+    if timestamps not in TIMESTAMP_MODES:
+        raise ValueError(f"timestamps={timestamps!r} is invalid: use one of {TIMESTAMP_MODES}")
+    metadata = video.metadata
+    if timestamps == TIMESTAMPS_WINDOW:
+        first = video.plan.first_frame
+        metadata["frames_indices"] = [index - first for index in metadata["frames_indices"]]
+    return metadata
+
+
+def _processor_kwargs(processor, sampled: SampledVideo) -> dict:
+    """The processor kwargs of the reference call: ``do_resize=False`` (frames are already sized) and its kwargs."""
+    kwargs = {"do_resize": False, "return_tensors": "pt", **sampled.video_kwargs}
+    if hasattr(processor.video_processor, "cap_pixels_per_frame"):
+        # Only read when resizing, which do_resize=False skips; set so transformers does not warn that it is unset.
+        kwargs["cap_pixels_per_frame"] = False
+    return kwargs
+
+
+def _sampled(video: VideoInput, options: SamplingOptions | None, overrides: dict) -> SampledVideo:
+    """Load ``video`` with the options, or check that an already loaded one was loaded with them."""
+    if options is not None and overrides:
+        options = replace(options, **overrides)
+    elif overrides:
+        options = SamplingOptions(**overrides)
+    if isinstance(video, SampledVideo):
+        if options is not None and options != video.options:
+            raise ValueError(
+                f"{video.path}: this SampledVideo was loaded with {video.options}, not {options}; "
+                "load it again with these options or drop them"
+            )
+        return video
+    return load_video(video, options)
+
+
+def prepare_inputs(
+    processor,
+    video: VideoInput,
+    prompt: str,
+    options: SamplingOptions | None = None,
+    *,
+    timestamps: str = TIMESTAMPS_VIDEO,
+    **option_overrides: Any,
+) -> BatchFeature:
+    """Model inputs for one video and prompt, equal to the reference path's for the same options.
+
+    Args:
+        processor: the model's ``Qwen3VLProcessor``.
+        video: a path, or a :class:`SampledVideo` from :func:`marlin_core.video.load_video` (e.g. decoded ahead
+            by :func:`marlin_core.prefetch.prefetch`); options given with it must be the ones it was loaded with.
+        prompt: the user text after the video.
+        options: sampling options; None = the reference defaults.
+        timestamps: ``"video"`` (default, reference) or ``"window"``; see :func:`video_metadata`.
+        **option_overrides: ``SamplingOptions`` fields (``fps``, ``min_frames``, ``max_frames``, ``max_pixels``,
+            ``min_pixels``, ``video_start``, ``video_end`` in seconds, ``model_seq_len``) replacing ``options``'.
+
+    Returns:
+        A ``BatchFeature`` of torch tensors, batch size 1: ``input_ids``, ``attention_mask``,
+        ``mm_token_type_ids``, ``pixel_values_videos`` (float32), ``video_grid_thw``.
+
+    Raises:
+        VideoError: the video cannot be used (the message names the file and cause).
+        SamplingOptionError: an option out of range.
+    """
+    sampled = _sampled(video, options, option_overrides)
+    text = chat_text(processor, sampled.path, prompt, sampled.options)
+    return processor(
+        text=[text],
+        videos=[sampled.frames],
+        video_metadata=[video_metadata(sampled, timestamps)],
+        **_processor_kwargs(processor, sampled),
+    )
+
+
+def prepare_batch(
+    processor,
+    items: Sequence[tuple[VideoInput, str]],
+    options: SamplingOptions | None = None,
+    *,
+    timestamps: str = TIMESTAMPS_VIDEO,
+    **option_overrides: Any,
+) -> BatchFeature:
+    """Left-padded inputs for several ``(video, prompt)`` pairs in one processor call (for batched ``generate``).
+
+    Row ``i`` equals ``prepare_inputs`` for item ``i`` once its left padding is removed; the same as
+    :func:`collate_inputs` over those single inputs.
+
+    Args:
+        processor: the model's ``Qwen3VLProcessor``.
+        items: ``(video, prompt)`` pairs; a video is a path or a :class:`SampledVideo`.
+        options, timestamps, **option_overrides: as for :func:`prepare_inputs`, applied to every item.
+
+    Returns:
+        A ``BatchFeature`` with batch size ``len(items)``.
+    """
+    if not items:
+        raise ValueError("prepare_batch: items is empty; pass at least one (video, prompt) pair")
+    sampled = [_sampled(video, options, option_overrides) for video, _ in items]
+    texts = [chat_text(processor, s.path, prompt, s.options) for s, (_, prompt) in zip(sampled, items)]
+    return processor(
+        text=texts,
+        videos=[s.frames for s in sampled],
+        video_metadata=[video_metadata(s, timestamps) for s in sampled],
+        padding=True,
+        padding_side="left",
+        **_processor_kwargs(processor, sampled[0]),
+    )
+
+
+def collate_inputs(inputs: Sequence[BatchFeature], pad_token_id: int) -> BatchFeature:
+    """Stack single-row inputs (from :func:`prepare_inputs`) into one left-padded batch.
+
+    Token keys are padded on the left (``input_ids`` with ``pad_token_id``, masks with 0); video keys are
+    concatenated in order. One input is returned as is.
+
+    Args:
+        inputs: ``BatchFeature`` s of batch size 1.
+        pad_token_id: the tokenizer's pad id.
+
+    Returns:
+        A ``BatchFeature`` with batch size ``len(inputs)``.
+    """
+    if not inputs:
+        raise ValueError("collate_inputs: inputs is empty")
+    if len(inputs) == 1:
+        return inputs[0]
+    unknown = set(inputs[0].keys()) - set(TOKEN_KEYS) - set(VIDEO_KEYS)
+    if unknown:
+        raise ValueError(f"collate_inputs: do not know how to batch {sorted(unknown)}")
+    width = max(item["input_ids"].shape[1] for item in inputs)
+    data = {}
+    for key, fill in TOKEN_KEYS.items():
+        if key not in inputs[0]:
+            continue
+        value = pad_token_id if fill is None else fill
+        data[key] = torch.cat(
+            [torch.nn.functional.pad(item[key], (width - item[key].shape[1], 0), value=value) for item in inputs]
+        )
+    for key in VIDEO_KEYS:
+        if key in inputs[0]:
+            data[key] = torch.cat([item[key] for item in inputs])
+    return BatchFeature(data=data)

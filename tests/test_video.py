@@ -1,0 +1,329 @@
+"""marlin_core.video: probing, the VideoError causes, reference-exact sampling and resizing; marlin_core.prefetch.
+
+The reference is qwen-vl-utils 0.0.14 itself (``fetch_video`` with ``image_patch_size=16``), run on the same
+ffmpeg-made clips: our frames must equal its frames (``torch.equal``) and our metadata its metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from qwen_vl_utils import vision_process as qwen
+
+from marlin_core.errors import MarlinError
+from marlin_core.prefetch import prefetch
+from marlin_core.video import (
+    FRAME_LIMIT,
+    EmptyVideoFileError,
+    NoFramesError,
+    NotAVideoError,
+    NoVideoStreamError,
+    SampledVideo,
+    SamplingOptionError,
+    SamplingOptions,
+    UndecodableVideoError,
+    VideoError,
+    VideoNotFoundError,
+    VideoTooShortError,
+    decode_threads,
+    frame_size,
+    frame_window,
+    load_video,
+    probe,
+    sample_count,
+)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
+
+
+def make_clip(path: Path, size: str, fps: float, seconds: float, *, filters: str | None = None,
+              pix_fmt: str = "yuv420p", extra: tuple[str, ...] = ()) -> Path:
+    """An H.264 ``testsrc2`` clip (moving, detailed content: resize rounding differences would show)."""
+    vf = ["-vf", filters] if filters else []
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}", *vf, *extra,
+           "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", pix_fmt, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """The clips bit-identity is checked on (kept short so the suite stays fast)."""
+    root = tmp_path_factory.mktemp("video-clips")
+    clips = {
+        "480p": make_clip(root / "480p.mp4", "854x480", 25, 11.0),
+        "1080p": make_clip(root / "1080p.mp4", "1920x1080", 30, 3.0),
+        "portrait": make_clip(root / "portrait.mp4", "720x1280", 30, 2.0),
+        "one_second": make_clip(root / "one_second.mp4", "320x240", 25, 1.0),
+        # Odd sides need 4:4:4 chroma (4:2:0 needs even sides).
+        "odd": make_clip(root / "odd.mp4", "336x200", 24, 2.0, filters="scale=333:197", pix_fmt="yuv444p"),
+        # Variable frame rate: 30 fps for the first second, then every frame lasts twice as long.
+        "vfr": make_clip(root / "vfr.mp4", "320x240", 30, 3.0, filters="setpts='if(lt(N,30),PTS,PTS*2)'",
+                         extra=("-fps_mode", "vfr")),
+    }
+    upright = make_clip(root / "upright.mp4", "320x240", 25, 2.0)
+    clips["rotated"] = root / "rotated.mp4"
+    ffmpeg("-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(clips["rotated"]))
+    return clips
+
+
+@pytest.fixture(scope="session")
+def broken(tmp_path_factory, clips) -> dict[str, Path]:
+    """Files each VideoError subclass is about."""
+    root = tmp_path_factory.mktemp("broken-videos")
+    files = {"missing": root / "missing.mp4", "directory": root / "folder.mp4"}
+    files["directory"].mkdir()
+    files["empty"] = root / "empty.mp4"
+    files["empty"].write_bytes(b"")
+    files["text"] = root / "notes.mp4"
+    files["text"].write_text("this is not a video\n")
+    files["audio"] = root / "speech.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", str(files["audio"]))
+    # AVI keeps the declared video stream even when no frame follows it.
+    files["zero_frames"] = root / "zero.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "0", "-c:v", "mpeg4", str(files["zero_frames"]))
+    files["one_frame"] = root / "one_frame.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "1", "-c:v", "libx264", str(files["one_frame"]))
+    # A valid header (moov first) over garbage frame data.
+    intact = make_clip(root / "intact.mp4", "128x96", 10, 2.0, extra=("-movflags", "+faststart"))
+    data = bytearray(intact.read_bytes())
+    payload = data.find(b"mdat") + 64
+    data[payload:] = bytes((k * 7919) % 256 for k in range(len(data) - payload))
+    files["garbage"] = root / "garbage.mp4"
+    files["garbage"].write_bytes(bytes(data))
+    return files
+
+
+def reference(path: Path, **element) -> tuple[torch.Tensor, dict]:
+    """qwen-vl-utils' frames (float32) and metadata for one video entry."""
+    (frames, metadata), _ = qwen.fetch_video(
+        {"type": "video", "video": str(path), **element},
+        image_patch_size=16,
+        return_video_sample_fps=True,
+        return_video_metadata=True,
+    )
+    return frames, metadata
+
+
+def assert_matches_reference(sampled: SampledVideo, path: Path, **element) -> None:
+    frames, metadata = reference(path, **element)
+    assert sampled.frames.dtype == torch.uint8 and sampled.frames.is_contiguous()
+    assert sampled.frames.shape == frames.shape
+    assert torch.equal(sampled.frames.float(), frames)
+    assert sampled.metadata == metadata
+    assert sampled.video_kwargs == {"do_sample_frames": False}
+
+
+# ------------------------------------------------------------------------------------------- bit-identity
+
+
+@pytest.mark.parametrize("name", ["480p", "1080p", "portrait", "rotated", "vfr", "one_second", "odd"])
+def test_frames_and_metadata_equal_qwen_vl_utils(clips, name):
+    assert_matches_reference(load_video(clips[name]), clips[name])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"video_start": 2.3, "video_end": 7.77},
+        {"video_start": 5.0},
+        {"video_end": 3.0, "min_frames": 10, "max_frames": 8},
+        {"fps": 1.0, "max_pixels": 200_000},
+        {"fps": 30.0, "video_end": 1.5},  # more than the video has: every frame once
+        {"min_pixels": 100_000, "max_pixels": 150_000, "max_frames": 6},
+    ],
+)
+def test_options_match_the_same_keys_in_qwen_vl_utils(clips, options):
+    assert_matches_reference(load_video(clips["480p"], SamplingOptions(**options)), clips["480p"], **options)
+
+
+def test_model_seq_len_is_the_reference_pixel_budget(clips):
+    # qwen-vl-utils reads MODEL_SEQ_LEN at import; its total_pixels key is the same budget, given per video.
+    sampled = load_video(clips["480p"], SamplingOptions(model_seq_len=2000))
+    assert_matches_reference(sampled, clips["480p"], total_pixels=2000 * 32 * 32 * 0.9)
+    assert (sampled.plan.height, sampled.plan.width) != (480, 864)
+
+
+def test_chunk_size_does_not_change_frames(clips):
+    one = load_video(clips["portrait"], chunk_frames=1)
+    three = load_video(clips["portrait"], chunk_frames=3)
+    assert torch.equal(one.frames, three.frames)
+
+
+def test_pure_functions_agree_with_qwen_vl_utils():
+    for total in (2, 3, 7, 25, 275, 600, 2000, 40_000):
+        for video_fps in (7.5, 25.0, 29.97, 60.0):
+            for element in ({}, {"fps": 0.5}, {"fps": 4.0, "min_frames": 7}, {"max_frames": 9}, {"fps": 100.0}):
+                ours = sample_count(total, video_fps, element.get("fps", 2.0), element.get("min_frames", 4),
+                                    element.get("max_frames"))
+                assert ours == qwen.smart_nframes(element, total, video_fps), (total, video_fps, element)
+            for start, end in ((None, None), (0.3, None), (None, 1.0), (0.5, 1e6), (0.0, 0.2)):
+                first, last = frame_window(total, video_fps, start, end)
+                if first < last:
+                    window = qwen.calculate_video_frame_range({"video_start": start, "video_end": end}, total, video_fps)
+                    assert (first, last, last - first + 1) == window
+    for height, width in ((480, 854), (1080, 1920), (1280, 720), (197, 333), (10, 1900), (4000, 3000)):
+        for max_pixels in (131072 * 1.05, 200_000, 786_432, 5e6):
+            assert frame_size(height, width, 131072, max_pixels) == qwen.smart_resize(
+                height, width, 32, min_pixels=131072, max_pixels=max_pixels
+            )
+
+
+# ------------------------------------------------------------------------------------------- probe
+
+
+def test_probe_describes_the_clip(clips):
+    info = probe(clips["480p"])
+    assert (info.width, info.height, info.num_frames, info.fps) == (854, 480, 275, 25.0)
+    assert info.duration_s == pytest.approx(11.0)
+    assert info.rotation_deg == 0 and info.codec == "h264" and info.path == clips["480p"]
+
+
+def test_probe_reports_rotation_and_the_displayed_size(clips):
+    info = probe(clips["rotated"])
+    assert info.rotation_deg == 90
+    assert (info.width, info.height) == (240, 320)  # as decoded: upright 320x240 turned by 90 degrees
+    assert load_video(clips["rotated"]).frames.shape[-2:] == (448, 320)
+
+
+def test_probe_of_a_variable_frame_rate_clip_uses_the_average_rate(clips):
+    info = probe(clips["vfr"])
+    assert info.num_frames == 90
+    assert info.duration_s == pytest.approx(6.0, abs=0.05)
+    assert info.fps == pytest.approx(info.num_frames / info.duration_s)
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+ERRORS = [
+    ("missing", VideoNotFoundError, "no such file"),
+    ("directory", NotAVideoError, "is a directory"),
+    ("empty", EmptyVideoFileError, "the file is empty (0 bytes)"),
+    ("text", NotAVideoError, "not a video file FFmpeg can read"),
+    ("audio", NoVideoStreamError, "no video stream (audio only)"),
+    ("zero_frames", NoFramesError, "the video stream holds no frames"),
+    ("garbage", UndecodableVideoError, "cannot be decoded"),
+]
+
+
+@pytest.mark.parametrize("name, error, cause", ERRORS)
+def test_each_bad_file_raises_its_video_error(broken, name, error, cause):
+    for call in (probe, load_video):
+        with pytest.raises(error) as raised:
+            call(broken[name])
+        assert isinstance(raised.value, VideoError)
+        assert str(raised.value).startswith(f"{broken[name]}: ")
+        assert cause in raised.value.cause
+        assert raised.value.path == str(broken[name])
+
+
+def test_a_single_frame_is_too_short_to_sample(broken):
+    assert probe(broken["one_frame"]).num_frames == 1
+    with pytest.raises(VideoTooShortError, match=r"one_frame\.mp4: only 1 frame \(a still image\?\); .* at least 2"):
+        load_video(broken["one_frame"])
+
+
+def test_a_window_past_the_end_is_too_short(clips):
+    with pytest.raises(VideoTooShortError, match=r"window 20-30 s holds 0 frame\(s\) of a 1.00 s video"):
+        load_video(clips["one_second"], SamplingOptions(video_start=20, video_end=30))
+
+
+def test_a_sampling_rate_that_yields_no_pair_is_too_short(clips):
+    with pytest.raises(VideoTooShortError, match=r"fps=0.01 and min_frames=0 sample 0 frame\(s\)"):
+        load_video(clips["one_second"], SamplingOptions(fps=0.01, min_frames=0))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"fps": 0}, "fps=0 is invalid"),
+        ({"max_frames": 1}, "max_frames=1 is invalid: must be an integer >= 2"),
+        ({"max_pixels": 1000}, "max_pixels=1000 is invalid: must be an integer >= min_pixels"),
+        ({"video_start": 5.0, "video_end": 2.0}, "video_end=2.0 is invalid: must be later than video_start"),
+        ({"video_start": -1}, "video_start=-1 is invalid"),
+    ],
+)
+def test_bad_options_say_which_and_why(options, message):
+    with pytest.raises(SamplingOptionError, match=message) as raised:
+        SamplingOptions(**options)
+    assert isinstance(raised.value, MarlinError) and isinstance(raised.value, ValueError)
+
+
+# ------------------------------------------------------------------------------------------- environment
+
+
+def test_model_card_environment_variables_are_ignored_and_said_so(clips, monkeypatch, caplog):
+    baseline = load_video(clips["one_second"])
+    for name, value in {"FPS_MAX_FRAMES": "2", "FPS": "8", "FPS_MIN_FRAMES": "20", "VIDEO_MAX_PIXELS": "1000",
+                        "FORCE_QWENVL_VIDEO_READER": "decord"}.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
+        sampled = load_video(clips["one_second"])
+    assert torch.equal(sampled.frames, baseline.frames) and sampled.metadata == baseline.metadata
+    assert "FPS_MAX_FRAMES=2" in sampled.plan.describe() and "FORCE_QWENVL_VIDEO_READER=decord" in sampled.plan.describe()
+    warned = caplog.text
+    assert "FPS_MAX_FRAMES=2 is ignored" in warned and "pass max_frames= instead" in warned
+
+
+def test_model_seq_len_and_decoder_threads_come_from_the_environment(clips, monkeypatch):
+    monkeypatch.setenv("MODEL_SEQ_LEN", "2000")
+    monkeypatch.setenv("TORCHCODEC_NUM_THREADS", "1")
+    assert decode_threads() == 1
+    sampled = load_video(clips["480p"])
+    assert sampled.plan.model_seq_len == 2000
+    assert torch.equal(sampled.frames, load_video(clips["480p"], SamplingOptions(model_seq_len=2000)).frames)
+
+
+def test_plan_describes_what_was_used(clips):
+    plan = load_video(clips["480p"], SamplingOptions(video_start=2.0, video_end=6.0)).plan
+    assert plan.first_frame == 50 and plan.last_frame == 150 and plan.window_frames == 101
+    assert plan.start_s == 2.0 and len(plan.frame_indices) == 8 and FRAME_LIMIT == 768
+    assert plan.describe().startswith("8 frames (indices 50..150) of 101 in 2.00-6.04 s at 2 fps")
+    assert "resized 854x480 -> 864x480" in plan.describe()
+
+
+# ------------------------------------------------------------------------------------------- prefetch
+
+
+def test_prefetch_keeps_order_and_yields_errors_as_values(clips, broken):
+    paths = [clips["one_second"], broken["missing"], clips["rotated"]]
+    results = list(prefetch(paths, load_video, depth=1))
+    assert [item for item, _ in results] == paths
+    assert isinstance(results[0][1], SampledVideo) and isinstance(results[2][1], SampledVideo)
+    assert isinstance(results[1][1], VideoNotFoundError)
+
+
+def test_prefetch_loads_ahead_while_the_caller_works():
+    started: dict[int, float] = {}
+
+    def load(item: int) -> int:
+        started[item] = time.perf_counter()
+        time.sleep(0.05)
+        return item
+
+    handed: dict[int, float] = {}
+    for item, _ in prefetch(range(4), load, depth=1):
+        handed[item] = time.perf_counter()
+        time.sleep(0.1)  # the caller's work: meanwhile the next item loads
+        assert item == 3 or item + 1 in started
+        assert item + 2 not in started  # but no further than depth ahead
+    assert sorted(handed) == [0, 1, 2, 3]
+
+
+def test_prefetch_depth_zero_runs_inline_and_early_exit_stops_loading():
+    caller = threading.get_ident()
+    seen = []
+    assert [r for _, r in prefetch([1, 2], lambda i: threading.get_ident() == caller, depth=0)] == [True, True]
+    for item, _ in prefetch(range(100), seen.append, depth=2):
+        if item == 1:
+            break
+    assert len(seen) <= 4
+    with pytest.raises(ValueError, match="depth=-1 must be an integer >= 0"):
+        list(prefetch([1], str, depth=-1))
