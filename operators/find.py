@@ -30,7 +30,7 @@ DEFAULTS = {
 
 
 def parse_queries(value) -> list[str]:
-    """Queries from a list or from text with one query per line; blanks and duplicates dropped."""
+    """Queries from a list (or text with one query per line); whitespace tidied, blanks and duplicates dropped."""
     items = value if isinstance(value, (list, tuple)) else str(value or "").splitlines()
     queries = []
     for item in items:
@@ -62,12 +62,12 @@ class FindEvents(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         forms.target_input(inputs, ctx, "Search")
-        inputs.str(
+        inputs.list(
             "queries",
-            default="",
+            types.String(),
+            default=[],
             label="Queries",
-            description="One event description per line, e.g. 'a dog jumps over the fence'.",
-            view=types.TextFieldView(multiline=True),
+            description="Event descriptions to locate, e.g. 'a dog jumps over the fence'.",
         )
         if not parse_queries(ctx.params.get("queries")):
             inputs.view("no_queries", types.Warning(label="Enter at least one query."))

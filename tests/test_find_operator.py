@@ -67,8 +67,8 @@ def test_not_found_queries_are_recorded(red_dataset, random_model_dir):
     assert run(red_dataset, random_model_dir, ["a dog jumps."], max_new_tokens=8)["skipped"] == 1
 
 
-def test_queries_as_text_lines(red_dataset, trained_model_dir):
-    run(red_dataset, trained_model_dir, "red light\n\nred light\n  red fades  ")
+def test_queries_are_tidied(red_dataset, trained_model_dir):
+    run(red_dataset, trained_model_dir, ["red light", "", "red  light", "  red fades  "])
     detections = red_dataset.first()["marlin_find"].detections
     not_found = red_dataset.first()["marlin_find_not_found"]
     assert sorted([d.label for d in detections] + not_found) == ["red fades", "red light"]
