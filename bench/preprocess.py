@@ -1,0 +1,196 @@
+"""Benchmark: our video preprocessing against the reference path, and its peak memory on long videos.
+
+Why: ``marlin_core.video`` / ``marlin_core.inputs`` promise the reference's exact model inputs (qwen-vl-utils
+``process_vision_info`` + processor with ``do_resize=False``) at least 2x faster on HD video, with a peak
+memory that does not grow with video length. This prints the figures that back (or refute) that:
+
+1. per clip (854x480 25 fps 11 s; 1920x1080 30 fps 20 s = 40 frames): reference seconds, ours, ratio,
+   with ours split into load (decode + resize) and processor, and a check that all inputs are equal;
+2. peak RSS of a fresh process preparing a 1080p video window by window (120 s windows), for a 2-minute
+   and a 10-minute video: it must not grow with length.
+
+Usage: ``python bench/preprocess.py [--repeats 3] [--processor DIR] [--skip-rss] [--sweep]``. Clips are
+made with ffmpeg once into ``.cache/bench-videos`` (the 10-minute one takes a few minutes).
+``--processor`` defaults to the tiny test checkpoint's processor (Marlin's video geometry; only its
+tokenizer differs). Timings are wall seconds, medians over ``--repeats`` runs alternating reference and ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+import torch  # noqa: E402
+
+from marlin_core import video as video_module  # noqa: E402
+from marlin_core.inputs import prepare_inputs  # noqa: E402
+from marlin_core.video import SamplingOptions, load_video, probe  # noqa: E402
+from marlin_core.windows import plan_windows  # noqa: E402
+
+CACHE = REPO / ".cache" / "bench-videos"
+PROMPT = "Provide a spatial description of this clip followed by time-ranged events."
+# name -> (size, fps, seconds): the recorded-output clip and the 40-frame HD clip of marlin-facts.md.
+TIMED_CLIPS = {"480p_11s": ("854x480", 25, 11.0), "1080p_20s": ("1920x1080", 30, 20.0)}
+LONG_SECONDS = {"1080p_2min": 120.0, "1080p_10min": 600.0}
+WINDOW_S = 120.0  # the engine's default window
+
+
+def make_clip(name: str, size: str, fps: float, seconds: float, fast: bool = False) -> Path:
+    path = CACHE / f"{name}.mp4"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    quality = ["-preset", "ultrafast", "-crf", "30"] if fast else ["-preset", "veryfast"]
+    print(f"[bench] making {path} ({size}, {fps} fps, {seconds:g} s)", flush=True)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
+         "-c:v", "libx264", *quality, "-pix_fmt", "yuv420p", str(path) + ".part.mp4"],
+        check=True,
+    )
+    os.replace(str(path) + ".part.mp4", path)
+    return path
+
+
+def make_long_clips() -> dict[str, Path]:
+    ten = make_clip("1080p_10min", "1920x1080", 25, LONG_SECONDS["1080p_10min"], fast=True)
+    two = CACHE / "1080p_2min.mp4"
+    if not two.is_file():
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(ten), "-t", "120", "-c", "copy", str(two)], check=True)
+    return {"1080p_2min": two, "1080p_10min": ten}
+
+
+def load_processor(path: str | None):
+    if path:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
+    import tiny_model
+
+    return tiny_model.build_processor()
+
+
+def reference_inputs(processor, path: Path):
+    import tiny_model
+
+    return tiny_model.reference_inputs(processor, path, PROMPT)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def time_clip(processor, path: Path, repeats: int) -> dict:
+    """Median wall seconds of the reference and of ours (split into load and processor), and equality."""
+    ref_s, ours_s, load_s = [], [], []
+    equal = True
+    for _ in range(repeats):
+        seconds, ref = timed(lambda: reference_inputs(processor, path))
+        ref_s.append(seconds)
+        del ref
+        seconds, sampled = timed(lambda: load_video(path))
+        load_s.append(seconds)
+        more, ours = timed(lambda: prepare_inputs(processor, sampled, PROMPT))
+        ours_s.append(seconds + more)
+        del sampled, ours
+    ref, ours = reference_inputs(processor, path), prepare_inputs(processor, path, PROMPT)
+    equal = set(ref.keys()) == set(ours.keys()) and all(torch.equal(ref[k], ours[k]) for k in ref)
+    grid = ours["video_grid_thw"].tolist()[0]
+    return {
+        "reference_s": statistics.median(ref_s),
+        "ours_s": statistics.median(ours_s),
+        "load_s": statistics.median(load_s),
+        "processor_s": statistics.median(ours_s) - statistics.median(load_s),
+        "equal": equal,
+        "grid": grid,
+    }
+
+
+def peak_rss_child(path: str, processor_dir: str | None, with_processor: bool) -> None:
+    """Child process: prepare every 120 s window of ``path`` in turn; print peak RSS (MiB) and windows as JSON."""
+    processor = load_processor(processor_dir) if with_processor else None
+    windows = plan_windows(probe(path).duration_s, window_s=WINDOW_S)
+    baseline_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    for start_s, end_s in windows:
+        options = SamplingOptions(video_start=start_s, video_end=end_s)
+        sampled = load_video(path, options)
+        if processor is not None:
+            inputs = prepare_inputs(processor, sampled, PROMPT)
+            del inputs
+        del sampled
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_mib": peak_mib, "baseline_mib": baseline_mib, "windows": len(windows),
+                      "seconds": time.perf_counter() - started}))
+
+
+def peak_rss(path: Path, processor_dir: str | None, with_processor: bool) -> dict:
+    command = [sys.executable, __file__, "--rss-child", str(path)]
+    if processor_dir:
+        command += ["--processor", processor_dir]
+    if not with_processor:
+        command.append("--no-processor")
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sweep(path: Path, repeats: int) -> None:
+    """Load-time of chunk sizes x decoder threads (speed knobs; results are identical)."""
+    print(f"\n[sweep] load_video on {path.name}, median of {repeats} (wall s)")
+    for threads in ("0", "1", "2"):
+        os.environ["TORCHCODEC_NUM_THREADS"] = threads
+        for chunk in (2, 4, 8):
+            runs = [timed(lambda: load_video(path, chunk_frames=chunk))[0] for _ in range(repeats)]
+            print(f"  decoder threads {threads}  chunk {chunk}:  {statistics.median(runs):.2f}")
+    os.environ.pop("TORCHCODEC_NUM_THREADS")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per clip (median reported)")
+    parser.add_argument("--processor", help="processor folder (default: the tiny test checkpoint's)")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the long-video memory runs")
+    parser.add_argument("--sweep", action="store_true", help="also time chunk sizes x decoder threads")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    parser.add_argument("--no-processor", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        peak_rss_child(args.rss_child, args.processor, not args.no_processor)
+        return 0
+
+    print(f"[bench] torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+          f"decoder threads {video_module.decode_threads()}, chunk {video_module.RESIZE_CHUNK_FRAMES} frames, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    processor = load_processor(args.processor)
+    clips = {name: make_clip(name, *spec) for name, spec in TIMED_CLIPS.items()}
+    print(f"\n{'clip':12s} {'grid':>14s} {'reference':>10s} {'ours':>7s} {'(load':>7s} {'+ proc)':>8s} {'ratio':>6s}  equal")
+    for name, path in clips.items():
+        row = time_clip(processor, path, args.repeats)
+        print(f"{name:12s} {str(row['grid']):>14s} {row['reference_s']:9.2f}s {row['ours_s']:6.2f}s "
+              f"{row['load_s']:6.2f}s {row['processor_s']:7.2f}s {row['reference_s'] / row['ours_s']:5.2f}x  {row['equal']}")
+    if args.sweep:
+        sweep(clips["1080p_20s"], args.repeats)
+    if not args.skip_rss:
+        print(f"\n[rss] peak RSS of a fresh process preparing every {WINDOW_S:g} s window (MiB)")
+        for name, path in make_long_clips().items():
+            for with_processor in (False, True):
+                row = peak_rss(path, args.processor, with_processor)
+                what = "load + processor" if with_processor else "load only"
+                print(f"  {name:12s} {what:17s} windows {row['windows']}  peak {row['peak_mib']:7.0f} MiB  "
+                      f"(after imports {row['baseline_mib']:.0f})  {row['seconds']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""``python -m marlin_core`` as a user runs it: a subprocess on the tiny trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+from marlin_core.contract import parse_caption, parse_find
+from tiny_model import TRAINED_TARGETS
+
+
+def cli(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "marlin_core", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_caption_json_lines(trained_model_dir, color_videos):
+    done = cli("caption", color_videos["red"], color_videos["blue"], "--model", trained_model_dir, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["video"] for row in rows] == [str(color_videos["red"]), str(color_videos["blue"])]
+    for row, color in zip(rows, ["red", "blue"]):
+        expected = parse_caption(TRAINED_TARGETS[color]["caption"])
+        assert row["scene"] == expected["scene"]
+        assert [(e["start"], e["end"], e["description"]) for e in row["events"]] == [
+            (e["start"], e["end"], e["description"]) for e in expected["events"]]
+
+
+def test_caption_human_readable(trained_model_dir, color_videos):
+    done = cli("caption", color_videos["red"], "--model", trained_model_dir)
+    assert done.returncode == 0, done.stderr
+    assert "Scene: A red screen." in done.stdout
+    assert "<0.0 - 1.5> Red light." in done.stdout
+
+
+def test_find_json_and_human(trained_model_dir, color_videos):
+    target = TRAINED_TARGETS["red"]["find"]
+    done = cli("find", color_videos["red"], target["query"], "red fades", "--model", trained_model_dir, "--json")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert [r["query"] for r in payload["results"]] == [target["query"], "red fades"]
+    assert tuple(payload["results"][0]["span"]) == parse_find(target["answer"])["span"]
+    human = cli("find", color_videos["red"], target["query"], "--model", trained_model_dir)
+    assert f"{target['query']}: <1.0 - 2.0>" in human.stdout
+
+
+def test_bad_video_is_one_line_and_nonzero(trained_model_dir, bad_files):
+    done = cli("caption", bad_files["missing"], "--model", trained_model_dir)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("marlin-core: error: ") and str(bad_files["missing"]) in lines[0]
+
+
+def test_one_bad_video_among_good_ones(trained_model_dir, color_videos, bad_files):
+    done = cli("caption", color_videos["red"], bad_files["audio"], "--model", trained_model_dir, "--json")
+    assert done.returncode == 1
+    assert len(done.stdout.splitlines()) == 1
+    assert str(bad_files["audio"]) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_model_folder_is_one_line(color_videos, tmp_path):
+    done = cli("caption", color_videos["red"], "--model", tmp_path / "nowhere")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("marlin-core: error: cannot load model")
