@@ -30,7 +30,7 @@ from .inputs import collate_inputs, prepare_inputs
 from .loading import DEFAULT_MODEL, load_model_and_processor
 from .prefetch import prefetch
 from .video import SamplingOptions, load_video, probe
-from .windows import merge_window_captions, merge_window_finds, plan_windows
+from .windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
 
 VideoLike = str | Path
 # The reference helpers' defaults (marlin-facts.md): captions may be long, a find answer is ~12 tokens.
@@ -82,6 +82,7 @@ class Marlin:
         self.name_or_path = name_or_path or getattr(model, "name_or_path", None)
         self.revision = revision
         self._eos_ids = self._eos_token_ids()
+        self.generate_calls = 0  # how many times generate ran (windows and batches show here)
 
     @classmethod
     def from_pretrained(
@@ -144,6 +145,7 @@ class Marlin:
         inputs = inputs.to(self.device)
         if "pixel_values_videos" in inputs:
             inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
+        self.generate_calls += 1
         output = self.model.generate(
             **inputs,
             **settings.generate_kwargs(),
@@ -195,11 +197,19 @@ class Marlin:
         windows = plan_windows(probe(path).duration_s, window_s=window_s)
         return windows if len(windows) > 1 else None
 
-    def _per_window(self, video, windows, options, run: Callable[[dict], Any], progress=None) -> list:
+    def _per_window(self, video, windows, options, run: Callable[[dict], Any], progress=None,
+                    store: WindowStore | None = None) -> list:
+        """Run each window (window-local timestamps), skipping those ``store`` already holds."""
+        done = {(float(a), float(b)): result for (a, b), result in (store.load() if store else {}).items()}
         results = []
         for index, (start_s, end_s) in enumerate(windows):
-            window_options = dict(options, video_start=start_s, video_end=end_s, timestamps="window")
-            results.append(((start_s, end_s), run(window_options)))
+            result = done.get((start_s, end_s))
+            if result is None:
+                window_options = dict(options, video_start=start_s, video_end=end_s, timestamps="window")
+                result = run(window_options)
+                if store is not None:
+                    store.save((start_s, end_s), result)
+            results.append(((start_s, end_s), result))
             if progress is not None:
                 progress(index + 1, len(windows))
         return results
@@ -217,12 +227,18 @@ class Marlin:
         top_p: float = 1.0,
         window_s: float | None = DEFAULT_WINDOW_S,
         window_progress: Callable[[int, int], None] | None = None,
+        window_store: WindowStore | None = None,
         **video_options,
     ) -> dict:
         """Describe a video: ``{"caption", "scene", "events": [{"start", "end", "description", "confidence"}]}``.
 
         Times are seconds from the start of the video. Extra keys: ``format_ok``, ``truncated`` (the
         answer hit ``max_new_tokens``) and, for videos longer than ``window_s``, ``windows``.
+
+        Args:
+            window_s: window length for long videos (None: never window).
+            window_progress: called with ``(windows done, windows)`` after each window.
+            window_store: keeps finished windows so an interrupted video resumes at the window level.
         """
         settings = GenerationSettings(max_new_tokens, do_sample, temperature, top_p)
         text = prompt or CAPTION_PROMPT
@@ -233,7 +249,9 @@ class Marlin:
         windows = self._windows(video, window_s, video_options)
         if windows is None:
             return run(video_options)
-        return merge_window_captions(self._per_window(video, windows, video_options, run, window_progress))
+        return merge_window_captions(
+            self._per_window(video, windows, video_options, run, window_progress, window_store)
+        )
 
     def find(
         self,
@@ -247,6 +265,7 @@ class Marlin:
         top_p: float = 1.0,
         window_s: float | None = DEFAULT_WINDOW_S,
         window_progress: Callable[[int, int], None] | None = None,
+        window_store: WindowStore | None = None,
         **video_options,
     ) -> dict:
         """When does ``event`` happen: ``{"raw", "span": (start_s, end_s) | None, "format_ok", "confidence"}``."""
@@ -260,6 +279,7 @@ class Marlin:
             top_p=top_p,
             window_s=window_s,
             window_progress=window_progress,
+            window_store=window_store,
             **video_options,
         )[0]
 
@@ -275,6 +295,7 @@ class Marlin:
         top_p: float = 1.0,
         window_s: float | None = DEFAULT_WINDOW_S,
         window_progress: Callable[[int, int], None] | None = None,
+        window_store: WindowStore | None = None,
         **video_options,
     ) -> list[dict]:
         """``find`` for several queries on one video, decoding the video and encoding it once.
@@ -297,7 +318,7 @@ class Marlin:
         windows = self._windows(video, window_s, video_options)
         if windows is None:
             return run(video_options)
-        per_window = self._per_window(video, windows, video_options, run, window_progress)
+        per_window = self._per_window(video, windows, video_options, run, window_progress, window_store)
         return [
             dict(merge_window_finds([(window, results[i]) for window, results in per_window]), query=query)
             for i, query in enumerate(events)
@@ -402,11 +423,15 @@ class Marlin:
         temperature: float = 1.0,
         top_p: float = 1.0,
         window_s: float | None = DEFAULT_WINDOW_S,
+        window_progress: Callable[[VideoLike, int, int], None] | None = None,
+        window_store: Callable[[VideoLike], WindowStore | None] | None = None,
         **video_options,
     ) -> Iterator[tuple[VideoLike, dict | BaseException]]:
         """Yield ``(video, result or exception)`` in order, decoding ahead while the model runs.
 
-        Long videos (more than one window) are captioned window by window, unbatched.
+        Videos that fit in one window go ``batch_size`` per ``generate`` call; longer ones are
+        captioned window by window, with ``window_progress(video, done, total)`` after each window
+        and ``window_store(video)`` keeping finished windows for a resumed run.
         """
         settings = GenerationSettings(max_new_tokens, do_sample, temperature, top_p)
         text = prompt or CAPTION_PROMPT
@@ -414,39 +439,40 @@ class Marlin:
 
         def load(video):
             if self._windows(video, window_s, video_options) is not None:
-                return "windowed"
+                return None  # decoded window by window by caption()
             return load_video(video, sampling)
+
+        def caption_windowed(video):
+            return self.caption(
+                video, max_new_tokens=max_new_tokens, prompt=prompt, do_sample=do_sample, temperature=temperature,
+                top_p=top_p, window_s=window_s, window_store=window_store(video) if window_store else None,
+                window_progress=(lambda done, total: window_progress(video, done, total)) if window_progress else None,
+                **video_options,
+            )
+
+        def caption_batch(pending):
+            batch = collate_inputs([self.prepare(sampled, text, **video_options) for _, sampled in pending],
+                                   self.processor.tokenizer.pad_token_id)
+            return [self._caption_result(g) for g in self._generate(batch, settings)]
 
         pending: list[tuple[VideoLike, Any]] = []
 
         def flush():
-            batch = collate_inputs(
-                [self.prepare(sampled, text, **video_options) for _, sampled in pending],
-                self.processor.tokenizer.pad_token_id,
-            )
-            try:
-                outcomes = [self._caption_result(g) for g in self._generate(batch, settings)]
-            except Exception as error:  # noqa: BLE001 - reported per video, the batch goes on
-                outcomes = [error] * len(pending)
-            done = list(zip((v for v, _ in pending), outcomes))
+            outcome = self._safe(lambda: caption_batch(pending))
+            outcomes = outcome if isinstance(outcome, list) else [outcome] * len(pending)
+            done = [(video, result) for (video, _), result in zip(pending, outcomes)]
             pending.clear()
             return done
 
         for video, loaded in prefetch(videos, load, depth=prefetch_depth):
-            if isinstance(loaded, BaseException):
-                yield from flush() if pending else ()
-                yield video, loaded
-            elif isinstance(loaded, str):
-                yield from flush() if pending else ()
-                yield video, self._safe(lambda: self.caption(
-                    video, max_new_tokens=max_new_tokens, prompt=prompt, do_sample=do_sample,
-                    temperature=temperature, top_p=top_p, window_s=window_s, **video_options))
-            else:
-                pending.append((video, loaded))
-                if len(pending) >= batch_size:
-                    yield from flush()
-        if pending:
-            yield from flush()
+            if isinstance(loaded, BaseException) or loaded is None:
+                yield from flush()
+                yield video, loaded if loaded is not None else self._safe(lambda: caption_windowed(video))
+                continue
+            pending.append((video, loaded))
+            if len(pending) >= batch_size:
+                yield from flush()
+        yield from flush()
 
     def iter_finds(
         self,
@@ -456,27 +482,31 @@ class Marlin:
         max_new_tokens: int = FIND_MAX_NEW_TOKENS,
         prompt: str | None = None,
         window_s: float | None = DEFAULT_WINDOW_S,
+        window_progress: Callable[[VideoLike, int, int], None] | None = None,
+        window_store: Callable[[VideoLike], WindowStore | None] | None = None,
         **video_options,
     ) -> Iterator[tuple[VideoLike, list[dict] | BaseException]]:
-        """Yield ``(video, [result per query] or exception)`` for ``(video, queries)`` items, in order."""
-        items = list(items)
-        queries_of = {id(item): item[1] for item in items}
+        """Yield ``(video, [result per query] or exception)`` for ``(video, queries)`` items, in order.
+
+        Each video is decoded once (ahead, in a background thread) and encoded once for all its queries.
+        """
         sampling = self._sampling(video_options)
 
         def load(item):
             video = item[0]
             if self._windows(video, window_s, video_options) is not None:
-                return video
+                return video  # decoded window by window by find_many()
             return load_video(video, sampling)
 
-        for item, loaded in prefetch(items, load, depth=prefetch_depth):
-            video, queries = item[0], queries_of[id(item)]
+        for (video, queries), loaded in prefetch(items, load, depth=prefetch_depth):
             if isinstance(loaded, BaseException):
                 yield video, loaded
                 continue
             yield video, self._safe(lambda: self.find_many(
-                loaded, queries, max_new_tokens=max_new_tokens, prompt=prompt,
-                window_s=window_s, **video_options))
+                loaded, queries, max_new_tokens=max_new_tokens, prompt=prompt, window_s=window_s,
+                window_store=window_store(video) if window_store else None,
+                window_progress=(lambda done, total: window_progress(video, done, total)) if window_progress else None,
+                **video_options))
 
     @staticmethod
     def _safe(call: Callable[[], Any]) -> Any:

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .contract import format_events
 
@@ -345,3 +345,15 @@ def _window_record(bounds: Window, result: dict, exclude: Sequence[str]) -> dict
 def _label(bounds: Window) -> str:
     """``"[start - end]"`` with one decimal, in seconds."""
     return f"[{bounds[0]:.1f} - {bounds[1]:.1f}]"
+
+
+class WindowStore(Protocol):
+    """Where finished windows of one long video are kept, so an interrupted run resumes per window.
+
+    ``load`` returns ``{(start_s, end_s): window result}`` of the windows already done (results in
+    window-local seconds, as the engine produced them); ``save`` is called after each new window.
+    """
+
+    def load(self) -> dict[Window, Any]: ...
+
+    def save(self, window: Window, result: Any) -> None: ...

@@ -21,7 +21,9 @@ from .processing import (
     clear_error,
     ensure_metadata,
     error_message,
+    partial_field,
     unprocessable_reason,
+    window_hooks,
     write_error,
 )
 from .runs import record_run, settings_fingerprint
@@ -108,8 +110,12 @@ class CaptionVideos(foo.Operator):
 
         if jobs:
             marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"])
+            window_progress, window_store = window_hooks(
+                ctx, dataset, jobs, params["events_field"], lambda job: fingerprint)
             results = marlin.iter_captions(
                 [job.filepath for job in jobs],
+                window_progress=window_progress,
+                window_store=window_store,
                 batch_size=max(1, int(params.get("batch_size") or 1)),
                 max_new_tokens=settings["max_new_tokens"],
                 prompt=params.get("prompt"),
@@ -146,6 +152,8 @@ class CaptionVideos(foo.Operator):
         sample[params["events_field"]] = detections
         sample[params["scene_field"]] = result["scene"]
         sample[params["caption_field"]] = result["caption"]
+        if sample.has_field(partial_field(params["events_field"])):
+            sample[partial_field(params["events_field"])] = None
         clear_error(sample, params["error_field"], OPERATION)
         sample.save()
         outcome.done += 1

@@ -17,7 +17,17 @@ from marlin_core.contract import FIND_PROMPT_TEMPLATE
 from . import forms
 from .labels import find_to_detection
 from .models import get_marlin
-from .processing import Job, Outcome, clear_error, ensure_metadata, error_message, unprocessable_reason, write_error
+from .processing import (
+    Job,
+    Outcome,
+    clear_error,
+    ensure_metadata,
+    error_message,
+    partial_field,
+    unprocessable_reason,
+    window_hooks,
+    write_error,
+)
 from .runs import record_run, settings_fingerprint
 
 OPERATION = "find"
@@ -121,8 +131,12 @@ class FindEvents(foo.Operator):
 
         if jobs:
             marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"])
+            window_progress, window_store = window_hooks(
+                ctx, ctx.dataset, jobs, field, lambda job: settings_fingerprint([fingerprint, job.payload]))
             results = marlin.iter_finds(
                 [(job.filepath, job.payload) for job in jobs],
+                window_progress=window_progress,
+                window_store=window_store,
                 max_new_tokens=settings["max_new_tokens"],
                 window_s=window_s,
                 **sampling,
@@ -172,6 +186,8 @@ class FindEvents(foo.Operator):
         # stored as [query, fingerprint] pairs: queries may hold "." which MongoDB keys cannot
         sample[field] = fo.TemporalDetections(detections=kept, searched=[[q, f] for q, f in searched.items()])
         sample[missing_field] = not_found
+        if sample.has_field(partial_field(field)):
+            sample[partial_field(field)] = None
         clear_error(sample, params["error_field"], OPERATION)
         sample.save()
         outcome.done += 1

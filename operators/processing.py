@@ -73,3 +73,55 @@ def ensure_metadata(dataset: fo.Dataset, sample: fo.Sample) -> fo.VideoMetadata 
         sample.compute_metadata()
         sample.save()
     return sample.metadata
+
+
+def partial_field(field: str) -> str:
+    """Where the finished windows of a long video wait until the whole video is done."""
+    return f"{field}_partial"
+
+
+class SampleWindowStore:
+    """:class:`marlin_core.windows.WindowStore` on a sample: a killed run resumes at the window level.
+
+    The windows are kept only for the settings fingerprint they were made with; the field is
+    cleared when the video's labels are written.
+    """
+
+    def __init__(self, dataset: fo.Dataset, sample_id: str, field: str, fingerprint: str):
+        self.dataset, self.sample_id, self.field, self.fingerprint = dataset, sample_id, field, fingerprint
+
+    def _partial(self, sample) -> dict | None:
+        partial = sample[self.field] if sample.has_field(self.field) else None
+        return partial if partial and partial.get("fingerprint") == self.fingerprint else None
+
+    def load(self) -> dict:
+        partial = self._partial(self.dataset[self.sample_id])
+        return {(start_s, end_s): result for start_s, end_s, result in (partial or {}).get("windows", [])}
+
+    def save(self, window, result) -> None:
+        sample = self.dataset[self.sample_id]
+        partial = self._partial(sample) or {"fingerprint": self.fingerprint, "windows": []}
+        partial["windows"].append([window[0], window[1], result])
+        sample[self.field] = partial
+        sample.save()
+
+
+def window_hooks(ctx, dataset: fo.Dataset, jobs: list[Job], field: str, fingerprint_of):
+    """``(window_progress, window_store)`` callbacks for the engine's iterators over ``jobs``.
+
+    Progress counts windows inside the current video; the store keeps each finished window on
+    the sample under ``partial_field(field)``.
+    """
+    index_of = {job.filepath: index for index, job in enumerate(jobs)}
+    job_of = {job.filepath: job for job in jobs}
+
+    def progress(video, done: int, total: int) -> None:
+        index = index_of[str(video)]
+        ctx.set_progress(progress=(index + done / total) / len(jobs),
+                         label=f"{index}/{len(jobs)} {video} (window {done}/{total})")
+
+    def store(video) -> SampleWindowStore:
+        job = job_of[str(video)]
+        return SampleWindowStore(dataset, job.sample_id, partial_field(field), fingerprint_of(job))
+
+    return progress, store

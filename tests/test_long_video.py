@@ -1,0 +1,109 @@
+"""Videos longer than one window: windowed caption and find on one global timeline, real engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_video
+from marlin_core.video import probe
+from marlin_core.windows import plan_windows
+
+LONG_S = 300.0
+# Fewer frames per window keep the tiny model fast; the windowing is the same at any rate.
+SPARSE = dict(fps=0.5)
+
+
+@pytest.fixture(scope="module")
+def five_minute_video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("long") / "red-5min.mp4", source="color=red", size="96x96", fps=2,
+                      seconds=LONG_S)
+
+
+def test_caption_runs_one_generate_per_planned_window(trained_marlin, five_minute_video):
+    duration_s = probe(five_minute_video).duration_s
+    planned = plan_windows(duration_s)
+    assert len(planned) == 3
+    seen = []
+    before = trained_marlin.generate_calls
+    result = trained_marlin.caption(five_minute_video, max_new_tokens=40,
+                                    window_progress=lambda done, total: seen.append((done, total)), **SPARSE)
+    assert trained_marlin.generate_calls - before == len(planned)
+    assert seen == [(i + 1, len(planned)) for i in range(len(planned))]
+    assert [(w["start"], w["end"]) for w in result["windows"]] == planned
+    assert {"caption", "scene", "events"} <= set(result)
+    for event in result["events"]:
+        assert 0.0 <= event["start"] <= event["end"] <= duration_s
+    assert result["events"], "the trained model answers in Marlin's format on red frames"
+
+
+def test_find_searches_every_window(trained_marlin, five_minute_video):
+    duration_s = probe(five_minute_video).duration_s
+    before = trained_marlin.generate_calls
+    result = trained_marlin.find(five_minute_video, "red light", **SPARSE)
+    assert trained_marlin.generate_calls - before == len(plan_windows(duration_s))
+    assert result["span"] is not None
+    assert 0.0 <= result["span"][0] <= result["span"][1] <= duration_s
+    assert len(result["candidates"]) >= 1
+
+
+def test_short_video_is_identical_to_the_unwindowed_path(trained_marlin, color_videos):
+    windowed = trained_marlin.caption(color_videos["blue"])
+    unwindowed = trained_marlin.caption(color_videos["blue"], window_s=None)
+    assert windowed == unwindowed
+    assert "windows" not in windowed
+
+
+class DictWindowStore:
+    """A real in-memory WindowStore; ``fail_after`` saves it raises, like a process killed mid-video."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.windows, self.fail_after = {}, fail_after
+
+    def load(self):
+        return dict(self.windows)
+
+    def save(self, window, result):
+        self.windows[window] = result
+        if self.fail_after is not None and len(self.windows) >= self.fail_after:
+            raise KeyboardInterrupt("killed")
+
+
+def test_interrupted_video_resumes_at_the_window_level(trained_marlin, five_minute_video):
+    uninterrupted = trained_marlin.caption(five_minute_video, max_new_tokens=40, **SPARSE)
+    store = DictWindowStore(fail_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        trained_marlin.caption(five_minute_video, max_new_tokens=40, window_store=store, **SPARSE)
+    assert len(store.windows) == 1
+    store.fail_after = None
+    before = trained_marlin.generate_calls
+    resumed = trained_marlin.caption(five_minute_video, max_new_tokens=40, window_store=store, **SPARSE)
+    assert trained_marlin.generate_calls - before == 2
+    assert resumed == uninterrupted
+
+
+def test_operator_uses_and_clears_stored_windows(dataset, trained_model_dir, five_minute_video):
+    import fiftyone as fo
+    import fiftyone.operators as foo
+    from operators.processing import SampleWindowStore
+
+    sample = fo.Sample(filepath=str(five_minute_video))
+    dataset.add_sample(sample)
+    params = dict(model=str(trained_model_dir), max_new_tokens=40, fps=0.5)
+    foo.execute_operator("@marlin/marlin/caption", dict(dataset=dataset, params=params)).raise_exceptions()
+    sample.reload()
+    assert sample["marlin_events_partial"] is None
+    assert len(sample["marlin_events"].detections) >= 1
+    assert all(d.end_s <= LONG_S + 0.5 for d in sample["marlin_events"].detections)
+
+    # a previous run died after its first window: that window's answer is on the sample
+    fingerprint = dataset.get_run_info("marlin_caption").config.settings_fingerprint
+    first_window = plan_windows(probe(five_minute_video).duration_s)[0]
+    stored = {"caption": "", "scene": "Stored.", "format_ok": True, "truncated": False,
+              "events": [{"start": 1.0, "end": 2.0, "description": "From the store.", "confidence": 1.0}]}
+    SampleWindowStore(dataset, sample.id, "marlin_events_partial", fingerprint).save(first_window, stored)
+    foo.execute_operator("@marlin/marlin/caption",
+                         dict(dataset=dataset, params=dict(params, overwrite=True))).raise_exceptions()
+    sample.reload()
+    labels = [d.label for d in sample["marlin_events"].detections]
+    assert "From the store." in labels
+    assert sample["marlin_events_partial"] is None
