@@ -6,8 +6,11 @@ MODEL ?= NemoStation/Marlin-2B
 VIDEOS ?=
 DATASET ?= marlin-demo
 QUERY ?= a person walks
+# FiftyOne finds this clone as the @marlin/marlin plugin through a link in this folder.
+PLUGINS_DIR := $(CURDIR)/.cache/plugins
+export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos tiny-model bench app clean-demo
+.PHONY: install test demo demo-videos plugin-link tiny-model bench app
 
 install:
 	@bash scripts/install.sh
@@ -28,7 +31,10 @@ demo-videos:
 	  ffmpeg -loglevel error -y -f lavfi -i "$$in" -c:v libx264 -pix_fmt yuv420p "$$f"; \
 	done
 
-demo: install demo-videos
+plugin-link:
+	@mkdir -p "$(PLUGINS_DIR)" && ln -sfn "$(CURDIR)" "$(PLUGINS_DIR)/fiftyone-marlin"
+
+demo: install demo-videos plugin-link
 	$(PY) scripts/demo.py --model "$(MODEL)" --dataset "$(DATASET)" --query "$(QUERY)" \
 	  $(if $(VIDEOS),--videos $(VIDEOS),--videos demo-videos/*.mp4)
 
@@ -40,5 +46,5 @@ bench: install
 	$(PY) bench/preprocess.py
 	$(PY) bench/engine.py
 
-app: install
+app: install plugin-link
 	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)')); s.wait()"

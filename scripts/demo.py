@@ -42,6 +42,7 @@ def main() -> int:
 
     import fiftyone as fo
     import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
 
     print(f"[demo] dataset {args.dataset!r} from {len(videos)} videos")
     if fo.dataset_exists(args.dataset):
@@ -55,9 +56,10 @@ def main() -> int:
         ("@marlin/marlin/find", {"queries": [args.query]}),
     ):
         print(f"[demo] running {uri} with model {args.model}")
-        result = foo.execute_operator(uri, dict(dataset=dataset, params=dict(model=args.model, **kwargs)))
-        if result.error:
-            print(f"[demo] error: {result.error_message}", file=sys.stderr)
+        try:
+            result = foo.execute_operator(uri, dict(dataset=dataset, params=dict(model=args.model, **kwargs)))
+        except (ExecutionError, ValueError) as error:
+            print(f"[demo] error: {str(error).strip().splitlines()[-1]}", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"[demo]   done={result.result['done']} skipped={result.result['skipped']} "
               f"failed={result.result['failed']}")
@@ -67,17 +69,19 @@ def main() -> int:
     dataset.reload()
     print("\n[demo] summary")
     for sample in dataset:
-        events = sample["marlin_events"].detections if sample["marlin_events"] else []
-        found = sample["marlin_find"].detections if sample["marlin_find"] else []
-        print(f"  {Path(sample.filepath).name}: {len(events)} events, scene: {sample['marlin_scene']!r:.80}")
+        field = lambda name: sample.get_field(name) if sample.has_field(name) else None  # noqa: E731
+        events = field("marlin_events").detections if field("marlin_events") else []
+        found = field("marlin_find").detections if field("marlin_find") else []
+        print(f"  {Path(sample.filepath).name}: {len(events)} events, scene: {field('marlin_scene')!r:.80}")
         for event in events[:5]:
             print(f"    {event.support} {event.label}")
         for detection in found:
             print(f"    find {detection.label!r}: frames {detection.support}")
-        if sample["marlin_error"]:
-            print(f"    error: {sample['marlin_error']}")
-    print(f"\n[demo] open the App: .venv/bin/python -c \"import fiftyone as fo; "
-          f"fo.launch_app(fo.load_dataset('{args.dataset}')).wait()\"   (or: make app DATASET={args.dataset})")
+        for query in field("marlin_find_not_found") or []:
+            print(f"    find {query!r}: not found")
+        if field("marlin_error"):
+            print(f"    error: {field('marlin_error')}")
+    print(f"\n[demo] open the App on the result: make app DATASET={args.dataset}")
     return 0
 
 
