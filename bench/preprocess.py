@@ -134,11 +134,19 @@ def time_clip(processor, path: Path, repeats: int) -> dict:
     }
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process image in MiB (VmHWM; ``ru_maxrss`` would carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peak_rss_child(path: str, processor_dir: str | None, with_processor: bool) -> None:
     """Child process: prepare every 120 s window of ``path`` in turn; print peak RSS (MiB) and windows as JSON."""
     processor = load_processor(processor_dir) if with_processor else None
     windows = plan_windows(probe(path).duration_s, window_s=WINDOW_S)
-    baseline_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline_mib = peak_rss_mib()
     started = time.perf_counter()
     for start_s, end_s in windows:
         options = SamplingOptions(video_start=start_s, video_end=end_s)
@@ -147,7 +155,7 @@ def peak_rss_child(path: str, processor_dir: str | None, with_processor: bool) -
             inputs = prepare_inputs(processor, sampled, PROMPT)
             del inputs
         del sampled
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     print(json.dumps({"peak_mib": peak_mib, "baseline_mib": baseline_mib, "windows": len(windows),
                       "seconds": time.perf_counter() - started}))
 
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per clip (median reported)")
     parser.add_argument("--processor", help="processor folder (default: the tiny test checkpoint's)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the long-video memory runs")
+    parser.add_argument("--skip-timing", action="store_true", help="skip the reference-vs-ours timings")
     parser.add_argument("--sweep", action="store_true", help="also time chunk sizes x decoder threads")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--no-processor", action="store_true", help=argparse.SUPPRESS)
@@ -189,6 +198,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"decoder threads {video_module.decode_threads()}, chunk {video_module.RESIZE_CHUNK_FRAMES} frames, "
           f"load average {os.getloadavg()[0]:.1f}")
+    if not args.skip_timing:
+        time_clips(args)
+    if not args.skip_rss:
+        print(f"\n[rss] peak RSS of a fresh process preparing every {WINDOW_S:g} s window (MiB)")
+        for name, path in make_long_clips().items():
+            for with_processor in (False, True):
+                row = peak_rss(path, args.processor, with_processor)
+                what = "load + processor" if with_processor else "load only"
+                print(f"  {name:12s} {what:17s} windows {row['windows']}  peak {row['peak_mib']:7.0f} MiB  "
+                      f"(after imports {row['baseline_mib']:.0f})  {row['seconds']:.1f} s", flush=True)
+    return 0
+
+
+def time_clips(args) -> None:
     processor = load_processor(args.processor)
     clips = {name: make_clip(name, *spec) for name, spec in TIMED_CLIPS.items()}
     print(f"\n{'clip':10s} {'grid':>13s} | wall: {'reference':>9s} {'ours':>6s} {'(load':>6s} {'+ proc)':>7s} "
@@ -198,18 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:10s} {str(row['grid']):>13s} | {row['reference_s']:14.2f}s {row['ours_s']:5.2f}s "
               f"{row['load_s']:5.2f}s {row['processor_s']:6.2f}s {row['reference_s'] / row['ours_s']:5.2f}x | "
               f"{row['reference_cpu_s']:13.2f}s {row['ours_cpu_s']:5.2f}s "
-              f"{row['reference_cpu_s'] / row['ours_cpu_s']:5.2f}x | {row['equal']}")
+              f"{row['reference_cpu_s'] / row['ours_cpu_s']:5.2f}x | {row['equal']}", flush=True)
     if args.sweep:
         sweep(clips["1080p_20s"], args.repeats)
-    if not args.skip_rss:
-        print(f"\n[rss] peak RSS of a fresh process preparing every {WINDOW_S:g} s window (MiB)")
-        for name, path in make_long_clips().items():
-            for with_processor in (False, True):
-                row = peak_rss(path, args.processor, with_processor)
-                what = "load + processor" if with_processor else "load only"
-                print(f"  {name:12s} {what:17s} windows {row['windows']}  peak {row['peak_mib']:7.0f} MiB  "
-                      f"(after imports {row['baseline_mib']:.0f})  {row['seconds']:.1f} s")
-    return 0
 
 
 if __name__ == "__main__":

@@ -95,10 +95,12 @@ class Marlin:
         local_files_only: bool | None = None,
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
+        token: str | None = None,
     ) -> "Marlin":
         """Load from a hub id, a local folder or the offline cache.
 
         Picks CUDA + bfloat16 when available, else MPS + float16, else CPU + float32.
+        ``token`` is a Hugging Face token for the gated model (default: the one ``hf auth login`` saved).
 
         Raises:
             ModelLoadError: with advice (log in for the gated model, or use a local folder).
@@ -111,6 +113,7 @@ class Marlin:
             local_files_only=local_files_only,
             attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code,
+            token=token,
         )
         return cls(model, processor, name_or_path=str(name_or_path), revision=revision)
 

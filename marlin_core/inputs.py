@@ -10,7 +10,6 @@ builds the same chat text and calls the processor the same way, so ``input_ids``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +88,8 @@ def _processor_kwargs(processor, sampled: SampledVideo) -> dict:
 
 def _sampled(video: VideoInput, options: SamplingOptions | None, overrides: dict) -> SampledVideo:
     """Load ``video`` with the options, or check that an already loaded one was loaded with them."""
-    if options is not None and overrides:
-        options = replace(options, **overrides)
-    elif overrides:
-        options = SamplingOptions(**overrides)
+    if overrides:
+        options = (options or SamplingOptions()).with_overrides(**overrides)
     if isinstance(video, SampledVideo):
         if options is not None and options != video.options:
             raise ValueError(

@@ -104,6 +104,7 @@ def load_model_and_processor(
     local_files_only: bool | None = None,
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
+    token: str | None = None,
 ):
     """Load ``(model, processor, device)`` with ``AutoModelForImageTextToText`` / ``AutoProcessor``.
 
@@ -115,7 +116,7 @@ def load_model_and_processor(
     name_or_path = str(Path(name_or_path).expanduser()) if looks_local(str(name_or_path)) else str(name_or_path)
     target = pick_device(device)
     offline = resolve_local_files_only(name_or_path, revision, local_files_only)
-    common = dict(revision=revision, local_files_only=offline, trust_remote_code=trust_remote_code)
+    common = dict(revision=revision, local_files_only=offline, trust_remote_code=trust_remote_code, token=token)
     model_kwargs = dict(common, dtype=pick_dtype(target, dtype))
     if attn_implementation:
         model_kwargs["attn_implementation"] = attn_implementation

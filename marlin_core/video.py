@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -80,6 +81,9 @@ _warned_env_lock = threading.Lock()
 
 
 # ---------------------------------------------------------------------------------------------------- errors
+
+# What to do about a file FFmpeg opens but cannot decode.
+REENCODE_HINT = "the file may be corrupt or truncated: re-export it or re-encode it (ffmpeg -i in.mp4 -c:v libx264 out.mp4)"
 
 
 class VideoError(Exception):
@@ -162,6 +166,8 @@ def _check_file(path: Path) -> None:
         raise NotAVideoError(path, "is a directory, not a video file")
     if path.stat().st_size == 0:
         raise EmptyVideoFileError(path, "the file is empty (0 bytes); re-copy or re-export it")
+    if not os.access(path, os.R_OK):
+        raise VideoError(path, "permission denied; make the file readable for this user")
 
 
 def _classify_open_failure(path: Path, error: Exception) -> VideoError:
@@ -171,7 +177,10 @@ def _classify_open_failure(path: Path, error: Exception) -> VideoError:
     try:
         container = get_container_metadata(path)
     except Exception as header_error:  # noqa: BLE001 - any failure here means FFmpeg cannot parse the file
-        return NotAVideoError(path, f"not a video file FFmpeg can read ({_first_line(header_error)})")
+        return NotAVideoError(
+            path, f"not a video file FFmpeg can read ({_first_line(header_error)}); check that it is a video "
+            "(mp4, mov, mkv, webm, avi, ...) and that it was copied completely"
+        )
     kinds = [stream.media_type for stream in container.streams]
     if container.best_video_stream_index is None and "video" not in kinds:
         if "audio" in kinds:
@@ -181,10 +190,10 @@ def _classify_open_failure(path: Path, error: Exception) -> VideoError:
     try:
         next(iter(Demuxer(path, streams="video")))
     except StopIteration:
-        return NoFramesError(path, "the video stream holds no frames")
+        return NoFramesError(path, f"the video stream holds no frames; {REENCODE_HINT}")
     except Exception:  # noqa: BLE001 - an unreadable stream is reported as undecodable below
         pass
-    return UndecodableVideoError(path, f"the video stream cannot be decoded ({_first_line(error)})")
+    return UndecodableVideoError(path, f"the video stream cannot be decoded ({_first_line(error)}); {REENCODE_HINT}")
 
 
 def _first_line(error: Exception) -> str:
@@ -193,10 +202,19 @@ def _first_line(error: Exception) -> str:
     return text.rsplit(", ", 1)[-1] if ".cpp:" in text else text
 
 
+def _env_number(name: str, default: int, parse) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(parse(value))
+    except ValueError:
+        raise SamplingOptionError(f"{name}={value!r} in the environment is not a number; unset it or fix it") from None
+
+
 def decode_threads() -> int:
     """Decoder threads: ``TORCHCODEC_NUM_THREADS`` when set (as qwen-vl-utils), else DEFAULT_DECODE_THREADS."""
-    value = os.environ.get("TORCHCODEC_NUM_THREADS")
-    return int(value) if value else DEFAULT_DECODE_THREADS
+    return _env_number("TORCHCODEC_NUM_THREADS", DEFAULT_DECODE_THREADS, int)
 
 
 def _open(path: str | Path):
@@ -218,7 +236,7 @@ def _open(path: str | Path):
         raise _classify_open_failure(path, error) from error
     meta = decoder.metadata
     if not meta.num_frames:
-        raise NoFramesError(path, "the video stream holds no frames")
+        raise NoFramesError(path, f"the video stream holds no frames; {REENCODE_HINT}")
     info = VideoInfo(
         path=path,
         duration_s=float(meta.duration_seconds or meta.num_frames / meta.average_fps),
@@ -237,8 +255,7 @@ def _decode(decoder, path: Path, indices: list[int]) -> torch.Tensor:
         return decoder.get_frames_at(indices=indices).data
     except (RuntimeError, ValueError, IndexError) as error:
         raise UndecodableVideoError(
-            path, f"frames {indices[0]}-{indices[-1]} cannot be decoded ({_first_line(error)}); the file may be "
-            "corrupt or truncated: re-encode it, e.g. ffmpeg -i in.mp4 -c:v libx264 out.mp4"
+            path, f"frames {indices[0]}-{indices[-1]} cannot be decoded ({_first_line(error)}); {REENCODE_HINT}"
         ) from error
 
 
@@ -276,8 +293,8 @@ def _floor_by_factor(number: float, factor: int) -> int:
 
 
 def env_model_seq_len() -> int:
-    """``MODEL_SEQ_LEN`` from the environment, parsed as qwen-vl-utils does, else DEFAULT_MODEL_SEQ_LEN."""
-    return int(float(os.environ.get("MODEL_SEQ_LEN", DEFAULT_MODEL_SEQ_LEN)))
+    """``MODEL_SEQ_LEN`` from the environment, parsed as qwen-vl-utils does (``int(float(...))``), else 128000."""
+    return _env_number("MODEL_SEQ_LEN", DEFAULT_MODEL_SEQ_LEN, float)
 
 
 def ignored_environment() -> dict[str, str]:
@@ -439,6 +456,14 @@ class SamplingPlan:
         return text
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
     """How to sample and size frames; the defaults reproduce qwen-vl-utils 0.0.14 exactly.
@@ -466,24 +491,32 @@ class SamplingOptions:
         def bad(name: str, rule: str):
             raise SamplingOptionError(f"{name}={getattr(self, name)!r} is invalid: {rule}")
 
-        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
+        if not (_is_real(self.fps) and math.isfinite(self.fps) and self.fps > 0):
             bad("fps", "must be a number of frames per second > 0 (default 2.0)")
-        if not (isinstance(self.min_frames, int) and self.min_frames >= 0):
+        if not (_is_int(self.min_frames) and self.min_frames >= 0):
             bad("min_frames", "must be an integer >= 0 (default 4)")
-        if self.max_frames is not None and not (isinstance(self.max_frames, int) and self.max_frames >= FRAME_FACTOR):
+        if self.max_frames is not None and not (_is_int(self.max_frames) and self.max_frames >= FRAME_FACTOR):
             bad("max_frames", f"must be an integer >= {FRAME_FACTOR}, or None for the default (768)")
-        if not (isinstance(self.min_pixels, int) and self.min_pixels > 0):
+        if not (_is_int(self.min_pixels) and self.min_pixels > 0):
             bad("min_pixels", f"must be an integer > 0 (default {VIDEO_MIN_PIXELS})")
-        if self.max_pixels is not None and not (isinstance(self.max_pixels, int) and self.max_pixels >= self.min_pixels):
+        if self.max_pixels is not None and not (_is_int(self.max_pixels) and self.max_pixels >= self.min_pixels):
             bad("max_pixels", f"must be an integer >= min_pixels ({self.min_pixels}), or None for the default cap")
         for name in ("video_start", "video_end"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if value is not None and not (_is_real(value) and math.isfinite(value) and value >= 0):
                 bad(name, "must be a number of seconds >= 0, or None")
         if self.video_start is not None and self.video_end is not None and self.video_end <= self.video_start:
             bad("video_end", f"must be later than video_start={self.video_start!r} (seconds)")
-        if self.model_seq_len is not None and not (isinstance(self.model_seq_len, int) and self.model_seq_len > 0):
+        if self.model_seq_len is not None and not (_is_int(self.model_seq_len) and self.model_seq_len > 0):
             bad("model_seq_len", "must be an integer > 0, or None for MODEL_SEQ_LEN / 128000")
+
+    def with_overrides(self, **overrides) -> "SamplingOptions":
+        """A copy with some fields replaced; unknown names raise SamplingOptionError listing the valid ones."""
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise SamplingOptionError(f"unknown sampling option(s) {unknown}; valid: {names}")
+        return replace(self, **overrides)
 
     def reference_keys(self) -> dict:
         """The qwen-vl-utils message keys (``fps``, ``video_start``, ...) that ask the reference for these options.

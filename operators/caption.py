@@ -46,7 +46,6 @@ class CaptionVideos(foo.Operator):
             name="caption",
             label="Marlin: caption videos",
             description="Describe each video and list its time-ranged events as TemporalDetections",
-            icon="/assets/icon.svg",
             dynamic=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
@@ -109,7 +108,8 @@ class CaptionVideos(foo.Operator):
             jobs.append(Job(sample.id, sample.filepath))
 
         if jobs:
-            marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"])
+            marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"],
+                                token=forms.read_token(ctx))
             window_progress, window_store = window_hooks(
                 ctx, dataset, jobs, params["events_field"], lambda job: fingerprint)
             results = marlin.iter_captions(

@@ -130,7 +130,8 @@ class FindEvents(foo.Operator):
             jobs.append(Job(sample.id, sample.filepath, todo))
 
         if jobs:
-            marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"])
+            marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"],
+                                token=forms.read_token(ctx))
             window_progress, window_store = window_hooks(
                 ctx, ctx.dataset, jobs, field, lambda job: settings_fingerprint([fingerprint, job.payload]))
             results = marlin.iter_finds(

@@ -99,6 +99,11 @@ def read_device(ctx) -> str | None:
     return None if device == "auto" else device
 
 
+def read_token(ctx) -> str | None:
+    """The Hugging Face token for the gated model: the plugin secret ``HF_TOKEN`` (never a parameter)."""
+    return ctx.secrets.get("HF_TOKEN") or None
+
+
 def read_sampling(ctx) -> dict:
     """The preprocessing options the user set (unset ones keep the reference defaults)."""
     return {name: ctx.params[name] for name in SAMPLING_PARAMS if ctx.params.get(name) is not None}

@@ -12,7 +12,7 @@ _lock = threading.Lock()
 _cache: dict[tuple, object] = {}
 
 
-def get_marlin(model: str, *, device: str | None = None, revision: str | None = None):
+def get_marlin(model: str, *, device: str | None = None, revision: str | None = None, token: str | None = None):
     """The loaded ``Marlin`` for these arguments, loading it (and dropping any other) on first use."""
     key = (model, device or None, revision or None)
     with _lock:
@@ -20,7 +20,7 @@ def get_marlin(model: str, *, device: str | None = None, revision: str | None = 
             from marlin_core import Marlin
 
             _cache.clear()
-            _cache[key] = Marlin.from_pretrained(model, device=device or None, revision=revision or None)
+            _cache[key] = Marlin.from_pretrained(model, device=device or None, revision=revision or None, token=token)
         return _cache[key]
 
 
