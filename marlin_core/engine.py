@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import BatchFeature
 
 from . import confidence as conf
 from .contract import CAPTION_PROMPT, find_prompt, parse_caption, parse_find
-from .inputs import collate_inputs, prepare_inputs
+from .inputs import chat_text, collate_inputs, prepare_inputs
 from .loading import DEFAULT_MODEL, load_model_and_processor
 from .prefetch import prefetch
 from .video import SamplingOptions, load_video, probe
@@ -331,28 +332,51 @@ class Marlin:
         return SamplingOptions(**{k: v for k, v in options.items() if k != "timestamps"})
 
     def _find_with_shared_prefix(self, sampled, queries, prompts, settings, options) -> list[dict]:
-        all_inputs = [self.prepare(sampled, text, **options) for text in prompts]
-        if len(all_inputs) == 1 or settings.do_sample:
-            return [self._find_result(self._generate(i, settings)[0], q) for i, q in zip(all_inputs, queries)]
-        cache = self._prefix_cache(all_inputs[0])
+        first = self.prepare(sampled, prompts[0], **options)
+        if len(prompts) == 1 or settings.do_sample:
+            inputs = [first] + [self.prepare(sampled, text, **options) for text in prompts[1:]]
+            return [self._find_result(self._generate(i, settings)[0], q) for i, q in zip(inputs, queries)]
+        prefix_len = self._prefix_length(first)
+        cache = self._prefix_cache(first, prefix_len)
         results = []
-        for inputs, query in zip(all_inputs, queries):
-            without_pixels = {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
-            generation = self._generate(type(inputs)(without_pixels), settings, past_key_values=copy.deepcopy(cache))[0]
+        for text, query in zip(prompts, queries):
+            inputs = self.query_inputs(first, prefix_len, sampled, text)
+            generation = self._generate(inputs, settings, cache=copy.deepcopy(cache))[0]
             results.append(self._find_result(generation, query))
         return results
 
-    @torch.inference_mode()
-    def _prefix_cache(self, inputs):
-        """Run the model on the tokens up to and including ``<|vision_end|>``; return its cache."""
+    def _prefix_length(self, inputs) -> int:
+        """Tokens up to and including the last ``<|vision_end|>``: the part every query shares."""
         vision_end = self.processor.tokenizer.convert_tokens_to_ids("<|vision_end|>")
-        ids = inputs["input_ids"][0]
-        prefix_len = int((ids == vision_end).nonzero()[-1]) + 1
+        return int((inputs["input_ids"][0] == vision_end).nonzero()[-1]) + 1
+
+    def query_inputs(self, shared, prefix_len: int, sampled, prompt: str) -> BatchFeature:
+        """Inputs for ``prompt`` on the video of ``shared`` without running the processor on the frames again.
+
+        The shared prefix (video tokens and timestamps) is reused; only the text after
+        ``<|vision_end|>`` is tokenized (a special token, so BPE never merges across it). The
+        result equals ``prepare(sampled, prompt)`` minus ``pixel_values_videos`` (tested).
+        """
+        text = chat_text(self.processor, sampled.path, prompt, sampled.options)
+        suffix = text.split("<|vision_end|>", 1)[1]
+        suffix_ids = self.processor.tokenizer(suffix, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        input_ids = torch.cat([shared["input_ids"][:, :prefix_len], suffix_ids], dim=1)
+        mm_types = torch.cat([shared["mm_token_type_ids"][:, :prefix_len], torch.zeros_like(suffix_ids)], dim=1)
+        return BatchFeature({
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids),
+            "mm_token_type_ids": mm_types,
+            "video_grid_thw": shared["video_grid_thw"],
+        })
+
+    @torch.inference_mode()
+    def _prefix_cache(self, inputs, prefix_len: int):
+        """Run the model (vision encoder included) on the shared prefix; return its key/value cache."""
         prefix = {
             "input_ids": inputs["input_ids"][:, :prefix_len],
             "attention_mask": inputs["attention_mask"][:, :prefix_len],
             "mm_token_type_ids": inputs["mm_token_type_ids"][:, :prefix_len],
-            "pixel_values_videos": inputs["pixel_values_videos"].to(self.device, self.model.dtype),
+            "pixel_values_videos": inputs["pixel_values_videos"].to(self.model.dtype),
             "video_grid_thw": inputs["video_grid_thw"],
         }
         prefix = {k: v.to(self.device) for k, v in prefix.items()}

@@ -548,6 +548,7 @@ class SamplingOptions:
         """
         ignored = ignored_environment()
         _warn_ignored_environment(ignored)
+        model_seq_len = self.model_seq_len or env_model_seq_len()
         first, last = frame_window(info.num_frames, info.fps, self.video_start, self.video_end)
         if first >= last:
             raise VideoTooShortError(info.path, self._too_short_cause(info, first, last))
@@ -558,7 +559,6 @@ class SamplingOptions:
                 f"fps={self.fps:g} and min_frames={self.min_frames} sample {count} frame(s) from "
                 f"{last - first + 1}; at least {FRAME_FACTOR} are needed: raise fps or min_frames",
             )
-        model_seq_len = self.model_seq_len or env_model_seq_len()
         cap = frame_pixel_cap(count, self.min_pixels, self.max_pixels, model_seq_len)
         source_h, source_w = frame_height or info.height, frame_width or info.width
         try:

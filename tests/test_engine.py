@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from marlin_core import Marlin, ModelLoadError
 from marlin_core.contract import parse_caption, parse_find
@@ -124,3 +125,18 @@ def test_unreachable_hub_gives_advice_fast(monkeypatch):
         Marlin.from_pretrained("NemoStation/Marlin-2B")
     message = str(error.value)
     assert "hf auth login" in message and "local" in message
+
+
+def test_query_inputs_equal_a_full_prepare(trained_marlin, color_videos):
+    from marlin_core.contract import find_prompt
+    from marlin_core.video import load_video
+
+    sampled = load_video(color_videos["red"])
+    shared = trained_marlin.prepare(sampled, find_prompt("red light"))
+    prefix_len = trained_marlin._prefix_length(shared)
+    for query in ["blue sky", 'a "quoted" query with more words than the first']:
+        built = trained_marlin.query_inputs(shared, prefix_len, sampled, find_prompt(query))
+        full = trained_marlin.prepare(sampled, find_prompt(query))
+        assert set(built) == set(full) - {"pixel_values_videos"}
+        for key in built:
+            assert torch.equal(built[key], full[key]), key

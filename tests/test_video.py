@@ -256,6 +256,17 @@ def test_bad_options_say_which_and_why(options, message):
     assert isinstance(raised.value, MarlinError) and isinstance(raised.value, ValueError)
 
 
+def test_overrides_are_checked_by_name_and_numpy_numbers_are_accepted(clips, monkeypatch):
+    import numpy as np
+
+    assert SamplingOptions().with_overrides(max_frames=np.int64(8), fps=np.float32(1.5)).max_frames == 8
+    with pytest.raises(SamplingOptionError, match=r"unknown sampling option\(s\) \['frames'\]; valid: \['fps'"):
+        SamplingOptions().with_overrides(frames=8)
+    monkeypatch.setenv("MODEL_SEQ_LEN", "lots")
+    with pytest.raises(SamplingOptionError, match="MODEL_SEQ_LEN='lots' in the environment is not a number"):
+        load_video(clips["one_second"])
+
+
 # ------------------------------------------------------------------------------------------- environment
 
 
