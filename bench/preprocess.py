@@ -8,8 +8,9 @@ memory that does not grow with video length. This prints the figures that back (
    with ours split into load (decode + resize) and processor, and a check that all inputs are equal;
    wall seconds show the overlap of decoding and resizing on an idle machine, CPU seconds (all threads)
    the work saved, which is what counts when other processes share the cores;
-2. peak RSS of a fresh process preparing a 1080p video window by window (120 s windows), for a 2-minute
-   and a 10-minute video: it must not grow with length.
+2. peak RSS of a fresh process: reference vs ours loading the 20 s 1080p clip, then ours preparing a 1080p
+   video window by window (120 s windows) for a 2-minute and a 10-minute video: it must not grow with length
+   (the reference is left out there: it holds every sampled 1080p frame as float32, ~6 GB per window).
 
 Usage: ``python bench/preprocess.py [--repeats 3] [--processor DIR] [--skip-rss] [--sweep]``. Clips are
 made with ffmpeg once into ``.cache/bench-videos`` (the 10-minute one takes a few minutes).
@@ -43,7 +44,7 @@ CACHE = REPO / ".cache" / "bench-videos"
 PROMPT = "Provide a spatial description of this clip followed by time-ranged events."
 # name -> (size, fps, seconds): the recorded-output clip and the 40-frame HD clip of marlin-facts.md.
 TIMED_CLIPS = {"480p_11s": ("854x480", 25, 11.0), "1080p_20s": ("1920x1080", 30, 20.0)}
-LONG_SECONDS = {"1080p_2min": 120.0, "1080p_10min": 600.0}
+LONG_CLIP_S = 600.0  # the 10-minute 1080p video; the 2-minute one is its first 120 s
 WINDOW_S = 120.0  # the engine's default window
 
 
@@ -64,10 +65,11 @@ def make_clip(name: str, size: str, fps: float, seconds: float, fast: bool = Fal
 
 
 def make_long_clips() -> dict[str, Path]:
-    ten = make_clip("1080p_10min", "1920x1080", 25, LONG_SECONDS["1080p_10min"], fast=True)
+    ten = make_clip("1080p_10min", "1920x1080", 25, LONG_CLIP_S, fast=True)
     two = CACHE / "1080p_2min.mp4"
     if not two.is_file():
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(ten), "-t", "120", "-c", "copy", str(two)], check=True)
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(ten), "-t", f"{WINDOW_S:g}", "-c", "copy", str(two)],
+                       check=True)
     return {"1080p_2min": two, "1080p_10min": ten}
 
 
@@ -142,32 +144,50 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_rss_child(path: str, processor_dir: str | None, with_processor: bool) -> None:
-    """Child process: prepare every 120 s window of ``path`` in turn; print peak RSS (MiB) and windows as JSON."""
-    processor = load_processor(processor_dir) if with_processor else None
+# What a memory child process does per window.
+RSS_MODES = {
+    "ours-load": "ours, load_video",
+    "ours-prepare": "ours, load + processor",
+    "reference-load": "reference, process_vision_info",
+}
+
+
+def peak_rss_child(path: str, mode: str, processor_dir: str | None) -> None:
+    """Child process: run ``mode`` on every 120 s window of ``path`` in turn; print peak RSS (MiB) as JSON."""
+    processor = load_processor(processor_dir) if mode == "ours-prepare" else None
     windows = plan_windows(probe(path).duration_s, window_s=WINDOW_S)
+    if mode == "reference-load":
+        from qwen_vl_utils import process_vision_info
+
+        from marlin_core.inputs import build_messages
     baseline_mib = peak_rss_mib()
     started = time.perf_counter()
     for start_s, end_s in windows:
-        options = SamplingOptions(video_start=start_s, video_end=end_s)
-        sampled = load_video(path, options)
-        if processor is not None:
-            inputs = prepare_inputs(processor, sampled, PROMPT)
-            del inputs
-        del sampled
-    peak_mib = peak_rss_mib()
-    print(json.dumps({"peak_mib": peak_mib, "baseline_mib": baseline_mib, "windows": len(windows),
+        options = SamplingOptions(video_start=start_s, video_end=end_s) if len(windows) > 1 else SamplingOptions()
+        if mode == "reference-load":
+            result = process_vision_info(build_messages(path, PROMPT, options), return_video_kwargs=True,
+                                         return_video_metadata=True, image_patch_size=16)
+        elif processor is not None:
+            result = prepare_inputs(processor, load_video(path, options), PROMPT)
+        else:
+            result = load_video(path, options)
+        del result
+    print(json.dumps({"peak_mib": peak_rss_mib(), "baseline_mib": baseline_mib, "windows": len(windows),
                       "seconds": time.perf_counter() - started}))
 
 
-def peak_rss(path: Path, processor_dir: str | None, with_processor: bool) -> dict:
-    command = [sys.executable, __file__, "--rss-child", str(path)]
+def peak_rss(path: Path, mode: str, processor_dir: str | None) -> dict:
+    command = [sys.executable, __file__, "--rss-child", str(path), "--rss-mode", mode]
     if processor_dir:
         command += ["--processor", processor_dir]
-    if not with_processor:
-        command.append("--no-processor")
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_rss(name: str, path: Path, mode: str, processor_dir: str | None) -> None:
+    row = peak_rss(path, mode, processor_dir)
+    print(f"  {name:12s} {RSS_MODES[mode]:32s} windows {row['windows']}  peak {row['peak_mib']:6.0f} MiB  "
+          f"(+{row['peak_mib'] - row['baseline_mib']:5.0f} over imports)  {row['seconds']:5.1f} s", flush=True)
 
 
 def sweep(path: Path, repeats: int) -> None:
@@ -181,37 +201,8 @@ def sweep(path: Path, repeats: int) -> None:
     os.environ.pop("TORCHCODEC_NUM_THREADS")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per clip (median reported)")
-    parser.add_argument("--processor", help="processor folder (default: the tiny test checkpoint's)")
-    parser.add_argument("--skip-rss", action="store_true", help="skip the long-video memory runs")
-    parser.add_argument("--skip-timing", action="store_true", help="skip the reference-vs-ours timings")
-    parser.add_argument("--sweep", action="store_true", help="also time chunk sizes x decoder threads")
-    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
-    parser.add_argument("--no-processor", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.rss_child:
-        peak_rss_child(args.rss_child, args.processor, not args.no_processor)
-        return 0
-
-    print(f"[bench] torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-          f"decoder threads {video_module.decode_threads()}, chunk {video_module.RESIZE_CHUNK_FRAMES} frames, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    if not args.skip_timing:
-        time_clips(args)
-    if not args.skip_rss:
-        print(f"\n[rss] peak RSS of a fresh process preparing every {WINDOW_S:g} s window (MiB)")
-        for name, path in make_long_clips().items():
-            for with_processor in (False, True):
-                row = peak_rss(path, args.processor, with_processor)
-                what = "load + processor" if with_processor else "load only"
-                print(f"  {name:12s} {what:17s} windows {row['windows']}  peak {row['peak_mib']:7.0f} MiB  "
-                      f"(after imports {row['baseline_mib']:.0f})  {row['seconds']:.1f} s", flush=True)
-    return 0
-
-
 def time_clips(args) -> None:
+    """Print the reference-vs-ours table for TIMED_CLIPS (and the sweep when asked)."""
     processor = load_processor(args.processor)
     clips = {name: make_clip(name, *spec) for name, spec in TIMED_CLIPS.items()}
     print(f"\n{'clip':10s} {'grid':>13s} | wall: {'reference':>9s} {'ours':>6s} {'(load':>6s} {'+ proc)':>7s} "
@@ -224,6 +215,36 @@ def time_clips(args) -> None:
               f"{row['reference_cpu_s'] / row['ours_cpu_s']:5.2f}x | {row['equal']}", flush=True)
     if args.sweep:
         sweep(clips["1080p_20s"], args.repeats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per clip (median reported)")
+    parser.add_argument("--processor", help="processor folder (default: the tiny test checkpoint's)")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the long-video memory runs")
+    parser.add_argument("--skip-timing", action="store_true", help="skip the reference-vs-ours timings")
+    parser.add_argument("--sweep", action="store_true", help="also time chunk sizes x decoder threads")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-mode", choices=sorted(RSS_MODES), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        peak_rss_child(args.rss_child, args.rss_mode, args.processor)
+        return 0
+
+    print(f"[bench] torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+          f"decoder threads {video_module.decode_threads()}, chunk {video_module.RESIZE_CHUNK_FRAMES} frames, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    if not args.skip_timing:
+        time_clips(args)
+    if not args.skip_rss:
+        print(f"\n[rss] peak RSS of a fresh process, every {WINDOW_S:g} s window in turn")
+        hd = make_clip("1080p_20s", *TIMED_CLIPS["1080p_20s"])
+        for mode in ("reference-load", "ours-load"):
+            print_rss("1080p_20s", hd, mode, args.processor)
+        for name, path in make_long_clips().items():
+            for mode in ("ours-load", "ours-prepare"):
+                print_rss(name, path, mode, args.processor)
+    return 0
 
 
 if __name__ == "__main__":
