@@ -14,19 +14,8 @@ from marlin_core.contract import CAPTION_PROMPT
 
 from . import forms
 from .labels import events_to_detections
-from .models import get_marlin
-from .processing import (
-    Job,
-    Outcome,
-    clear_error,
-    ensure_metadata,
-    error_message,
-    partial_field,
-    unprocessable_reason,
-    window_hooks,
-    write_error,
-)
-from .runs import record_run, settings_fingerprint
+from .processing import ModelRun, execute_model_run
+from .runs import settings_fingerprint
 
 OPERATION = "caption"
 DEFAULTS = {
@@ -77,86 +66,40 @@ class CaptionVideos(foo.Operator):
 
     def execute(self, ctx):
         params = {**DEFAULTS, **{k: v for k, v in ctx.params.items() if v is not None}}
-        view = ctx.target_view()
-        sampling = forms.read_sampling(ctx)
-        window_s = float(params.get("window_s") or 120.0)
-        settings = {
-            "model": params.get("model") or forms.DEFAULT_MODEL,
-            "revision": params.get("revision"),
-            "prompt": params.get("prompt") or CAPTION_PROMPT,
-            "max_new_tokens": int(params["max_new_tokens"]),
-            "do_sample": False,
-            "sampling": sampling,
-            "window_s": window_s,
-        }
+        settings = forms.model_settings(ctx, params, params.get("prompt") or CAPTION_PROMPT)
         fingerprint = settings_fingerprint(settings)
-        record_run(view, params["run_key"], OPERATION, settings)
-        dataset = ctx.dataset
+        field = params["events_field"]
 
-        outcome, jobs = Outcome(), []
-        for sample in view.iter_samples():
-            reason = unprocessable_reason(sample)
-            if reason:
-                outcome.fail(f"{sample.filepath}: {reason}")
-                write_error(sample, params["error_field"], OPERATION, reason)
-                continue
-            labels = sample[params["events_field"]] if sample.has_field(params["events_field"]) else None
-            already = labels is not None and getattr(labels, "marlin_settings", None) == fingerprint
-            if already and not params.get("overwrite"):
-                outcome.skipped += 1
-                continue
-            jobs.append(Job(sample.id, sample.filepath))
+        def todo(sample):
+            labels = sample[field] if sample.has_field(field) else None
+            done = labels is not None and getattr(labels, "marlin_settings", None) == fingerprint
+            return None if done and not params.get("overwrite") else True
 
-        if jobs:
-            marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"],
-                                token=forms.read_token(ctx))
-            window_progress, window_store = window_hooks(
-                ctx, dataset, jobs, params["events_field"], lambda job: fingerprint)
-            results = marlin.iter_captions(
+        def results(marlin, jobs, window_progress, window_store):
+            return marlin.iter_captions(
                 [job.filepath for job in jobs],
-                window_progress=window_progress,
-                window_store=window_store,
                 batch_size=max(1, int(params.get("batch_size") or 1)),
                 max_new_tokens=settings["max_new_tokens"],
                 prompt=params.get("prompt"),
-                window_s=window_s,
-                **sampling,
+                window_s=settings["window_s"],
+                window_progress=window_progress,
+                window_store=window_store,
+                **settings["sampling"],
             )
-            for index, (job, (_, result)) in enumerate(zip(jobs, results), start=1):
-                sample = dataset[job.sample_id]
-                if isinstance(result, BaseException):
-                    message = error_message(job.filepath, result)
-                    outcome.fail(message)
-                    write_error(sample, params["error_field"], OPERATION, message)
-                else:
-                    self._write(sample, result, params, fingerprint, outcome)
-                forms.report_progress(ctx, index, len(jobs), job.filepath)
 
-        record_run(view, params["run_key"], OPERATION, settings, outcome.as_dict())
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-        return dict(outcome.as_dict(), run_key=params["run_key"])
+        def write(sample, result, metadata, job):
+            detections, changes = events_to_detections(result["events"], metadata, fingerprint)
+            detections.format_ok = bool(result.get("format_ok", True))
+            detections.truncated = bool(result.get("truncated", False))
+            if changes:
+                detections.sanitized = changes
+            sample[field] = detections
+            sample[params["scene_field"]] = result["scene"]
+            sample[params["caption_field"]] = result["caption"]
 
-    def _write(self, sample, result: dict, params: dict, fingerprint: str, outcome: Outcome) -> None:
-        metadata = ensure_metadata(sample._dataset, sample)
-        if metadata is None:
-            message = f"{sample.filepath}: cannot read video metadata"
-            outcome.fail(message)
-            write_error(sample, params["error_field"], OPERATION, message)
-            return
-        detections, changes = events_to_detections(result["events"], metadata, fingerprint)
-        detections.format_ok = bool(result.get("format_ok", True))
-        detections.truncated = bool(result.get("truncated", False))
-        if changes:
-            detections.sanitized = changes
-        sample[params["events_field"]] = detections
-        sample[params["scene_field"]] = result["scene"]
-        sample[params["caption_field"]] = result["caption"]
-        if sample.has_field(partial_field(params["events_field"])):
-            sample[partial_field(params["events_field"])] = None
-        clear_error(sample, params["error_field"], OPERATION)
-        sample.save()
-        outcome.done += 1
+        run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], settings, todo, results, write,
+                       window_fingerprint=lambda job: fingerprint)
+        return execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
 
     def resolve_output(self, ctx):
         outputs = types.Object()

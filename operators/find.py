@@ -16,19 +16,8 @@ from marlin_core.contract import FIND_PROMPT_TEMPLATE
 
 from . import forms
 from .labels import find_to_detection
-from .models import get_marlin
-from .processing import (
-    Job,
-    Outcome,
-    clear_error,
-    ensure_metadata,
-    error_message,
-    partial_field,
-    unprocessable_reason,
-    window_hooks,
-    write_error,
-)
-from .runs import record_run, settings_fingerprint
+from .processing import ModelRun, execute_model_run
+from .runs import settings_fingerprint
 
 OPERATION = "find"
 DEFAULTS = {
@@ -52,6 +41,33 @@ def parse_queries(value) -> list[str]:
 
 def not_found_field(find_field: str) -> str:
     return f"{find_field}_not_found"
+
+
+def searched_queries(sample, field: str) -> dict[str, str]:
+    """``{query: settings fingerprint}`` of the queries already answered on this sample."""
+    labels = sample[field] if sample.has_field(field) else None
+    pairs = getattr(labels, "searched", None) if labels is not None else None
+    return {query: fingerprint for query, fingerprint in pairs or []}
+
+
+def write_answers(sample, answers: list[dict], metadata, field: str, missing_field: str, fingerprint: str) -> None:
+    """Add each answered query to the sample's labels, replacing only that query's earlier answer."""
+    asked = {answer["query"] for answer in answers}
+    labels = sample[field] if sample.has_field(field) else None
+    kept = [d for d in (labels.detections if labels is not None else []) if d.label not in asked]
+    previous_missing = sample[missing_field] if sample.has_field(missing_field) else None
+    not_found = [q for q in previous_missing or [] if q not in asked]
+    searched = searched_queries(sample, field)
+    for answer in answers:
+        detection, _ = find_to_detection(answer, metadata, fingerprint)
+        searched[answer["query"]] = fingerprint
+        if detection is None:
+            not_found.append(answer["query"])
+        else:
+            kept.append(detection)
+    # stored as [query, fingerprint] pairs: queries may hold "." which MongoDB keys cannot
+    sample[field] = fo.TemporalDetections(detections=kept, searched=[[q, f] for q, f in searched.items()])
+    sample[missing_field] = not_found
 
 
 class FindEvents(foo.Operator):
@@ -99,99 +115,32 @@ class FindEvents(foo.Operator):
         queries = parse_queries(params.get("queries"))
         if not queries:
             raise ValueError("find needs at least one query (parameter 'queries')")
-        view = ctx.target_view()
-        sampling = forms.read_sampling(ctx)
-        window_s = float(params.get("window_s") or 120.0)
-        settings = {
-            "model": params.get("model") or forms.DEFAULT_MODEL,
-            "revision": params.get("revision"),
-            "prompt": FIND_PROMPT_TEMPLATE,
-            "max_new_tokens": int(params["max_new_tokens"]),
-            "do_sample": False,
-            "sampling": sampling,
-            "window_s": window_s,
-        }
+        settings = forms.model_settings(ctx, params, FIND_PROMPT_TEMPLATE)
         fingerprint = settings_fingerprint(settings)
-        record_run(view, params["run_key"], OPERATION, dict(settings, queries=queries))
         field, missing_field = params["find_field"], not_found_field(params["find_field"])
 
-        outcome, jobs = Outcome(), []
-        for sample in view.iter_samples():
-            reason = unprocessable_reason(sample)
-            if reason:
-                outcome.fail(f"{sample.filepath}: {reason}")
-                write_error(sample, params["error_field"], OPERATION, reason)
-                continue
-            searched = self._searched(sample, field)
-            todo = [q for q in queries if params.get("overwrite") or searched.get(q) != fingerprint]
-            if not todo:
-                outcome.skipped += 1
-                continue
-            jobs.append(Job(sample.id, sample.filepath, todo))
+        def todo(sample):
+            searched = searched_queries(sample, field)
+            remaining = [q for q in queries if params.get("overwrite") or searched.get(q) != fingerprint]
+            return remaining or None
 
-        if jobs:
-            marlin = get_marlin(settings["model"], device=forms.read_device(ctx), revision=settings["revision"],
-                                token=forms.read_token(ctx))
-            window_progress, window_store = window_hooks(
-                ctx, ctx.dataset, jobs, field, lambda job: settings_fingerprint([fingerprint, job.payload]))
-            results = marlin.iter_finds(
+        def results(marlin, jobs, window_progress, window_store):
+            return marlin.iter_finds(
                 [(job.filepath, job.payload) for job in jobs],
+                max_new_tokens=settings["max_new_tokens"],
+                window_s=settings["window_s"],
                 window_progress=window_progress,
                 window_store=window_store,
-                max_new_tokens=settings["max_new_tokens"],
-                window_s=window_s,
-                **sampling,
+                **settings["sampling"],
             )
-            for index, (job, (_, result)) in enumerate(zip(jobs, results), start=1):
-                sample = ctx.dataset[job.sample_id]
-                if isinstance(result, BaseException):
-                    message = error_message(job.filepath, result)
-                    outcome.fail(message)
-                    write_error(sample, params["error_field"], OPERATION, message)
-                else:
-                    self._write(sample, result, field, missing_field, params, fingerprint, outcome)
-                forms.report_progress(ctx, index, len(jobs), job.filepath)
 
-        record_run(view, params["run_key"], OPERATION, dict(settings, queries=queries), outcome.as_dict())
-        if not ctx.delegated:
-            ctx.trigger("reload_dataset")
-        return dict(outcome.as_dict(), run_key=params["run_key"])
+        def write(sample, answers, metadata, job):
+            write_answers(sample, answers, metadata, field, missing_field, fingerprint)
 
-    @staticmethod
-    def _searched(sample, field: str) -> dict[str, str]:
-        """``{query: settings fingerprint}`` of the queries already answered on this sample."""
-        labels = sample[field] if sample.has_field(field) else None
-        pairs = getattr(labels, "searched", None) if labels is not None else None
-        return {query: fingerprint for query, fingerprint in pairs or []}
-
-    def _write(self, sample, results: list[dict], field, missing_field, params, fingerprint, outcome) -> None:
-        metadata = ensure_metadata(sample._dataset, sample)
-        if metadata is None:
-            message = f"{sample.filepath}: cannot read video metadata"
-            outcome.fail(message)
-            write_error(sample, params["error_field"], OPERATION, message)
-            return
-        labels = sample[field] if sample.has_field(field) and sample[field] is not None else None
-        asked = {result["query"] for result in results}
-        kept = [d for d in (labels.detections if labels else []) if d.label not in asked]
-        searched = self._searched(sample, field)
-        not_found = [q for q in (sample[missing_field] if sample.has_field(missing_field) else None) or []
-                     if q not in asked]
-        for result in results:
-            detection, _ = find_to_detection(result, metadata, fingerprint)
-            searched[result["query"]] = fingerprint
-            if detection is None:
-                not_found.append(result["query"])
-            else:
-                kept.append(detection)
-        # stored as [query, fingerprint] pairs: queries may hold "." which MongoDB keys cannot
-        sample[field] = fo.TemporalDetections(detections=kept, searched=[[q, f] for q, f in searched.items()])
-        sample[missing_field] = not_found
-        if sample.has_field(partial_field(field)):
-            sample[partial_field(field)] = None
-        clear_error(sample, params["error_field"], OPERATION)
-        sample.save()
-        outcome.done += 1
+        run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], dict(settings, queries=queries),
+                       todo, results, write,
+                       window_fingerprint=lambda job: settings_fingerprint([fingerprint, job.payload]))
+        return execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -10,6 +10,9 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from marlin_core.loading import DEFAULT_MODEL
+from marlin_core.windows import DEFAULT_WINDOW_S
+
+from .models import get_marlin
 
 # Above this many videos the App proposes delegated execution (a worker) by default.
 DELEGATE_ABOVE_SAMPLES = 5
@@ -69,7 +72,7 @@ def sampling_inputs(inputs: types.Object) -> None:
                description="Frame cap per call; empty = the reference behaviour.")
     inputs.int("max_pixels", default=None, label="Max pixels per frame",
                description="Pixel cap per frame; empty = the reference behaviour.")
-    inputs.float("window_s", default=120.0, label="Window (seconds)",
+    inputs.float("window_s", default=DEFAULT_WINDOW_S, label="Window (seconds)",
                  description="Longer videos are processed in overlapping windows of this length.")
 
 
@@ -109,5 +112,20 @@ def read_sampling(ctx) -> dict:
     return {name: ctx.params[name] for name in SAMPLING_PARAMS if ctx.params.get(name) is not None}
 
 
-def report_progress(ctx, done: int, total: int, label: str) -> None:
-    ctx.set_progress(progress=done / max(total, 1), label=f"{done}/{total} {label}")
+def model_settings(ctx, params: dict, prompt: str) -> dict:
+    """The settings that determine the model's answer (recorded in the run, fingerprinted)."""
+    return {
+        "model": params.get("model") or DEFAULT_MODEL,
+        "revision": params.get("revision"),
+        "prompt": prompt,
+        "max_new_tokens": int(params["max_new_tokens"]),
+        "do_sample": False,
+        "sampling": read_sampling(ctx),
+        "window_s": float(params.get("window_s") or DEFAULT_WINDOW_S),
+    }
+
+
+def model_loader(ctx, settings: dict):
+    """Load (or reuse) the model only when some sample needs it."""
+    return lambda: get_marlin(settings["model"], device=read_device(ctx), revision=settings["revision"],
+                              token=read_token(ctx))

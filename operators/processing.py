@@ -7,9 +7,12 @@ never removes labels it had before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import fiftyone as fo
+
+from .runs import record_run
 
 # The App shows the result of a run; keep the list of errors it carries short.
 MAX_REPORTED_ERRORS = 20
@@ -67,7 +70,7 @@ def error_message(filepath: str, error: BaseException) -> str:
     return text if filepath in text else f"{filepath}: {type(error).__name__}: {text}"
 
 
-def ensure_metadata(dataset: fo.Dataset, sample: fo.Sample) -> fo.VideoMetadata | None:
+def ensure_metadata(sample: fo.Sample) -> fo.VideoMetadata | None:
     """The sample's video metadata, computed when missing (None when the file cannot be read)."""
     if sample.metadata is None:
         sample.compute_metadata()
@@ -125,3 +128,79 @@ def window_hooks(ctx, dataset: fo.Dataset, jobs: list[Job], field: str, fingerpr
         return SampleWindowStore(dataset, job.sample_id, partial_field(field), fingerprint_of(job))
 
     return progress, store
+
+
+@dataclass
+class ModelRun:
+    """What one model operator does differently; :func:`execute_model_run` does the rest.
+
+    Attributes:
+        operation: ``"caption"`` or ``"find"`` (prefix of its error messages, name of its run method).
+        field: the labels field (finished windows of long videos wait beside it).
+        error_field: where per-sample errors go.
+        run_key: the FiftyOne run recording ``settings``.
+        settings: everything that determines the answer (recorded, fingerprinted).
+        todo: the sample's job payload, or None when it is already done with these settings.
+        results: ``(marlin, jobs, window_progress, window_store) -> iterator of (video, result | error)``.
+        write: set the sample's fields from a result (``(sample, result, metadata, job)``; no save).
+        window_fingerprint: the fingerprint finished windows of a job are kept under.
+    """
+
+    operation: str
+    field: str
+    error_field: str
+    run_key: str
+    settings: dict
+    todo: Callable[[fo.Sample], object | None]
+    results: Callable
+    write: Callable[[fo.Sample, object, fo.VideoMetadata, Job], None]
+    window_fingerprint: Callable[[Job], str]
+
+
+def execute_model_run(ctx, view, run: ModelRun, load_model: Callable[[], object]) -> dict:
+    """Scan ``view``, run the model on the samples that need it, save each sample as soon as it is done.
+
+    Returns:
+        ``{"done", "skipped", "failed", "errors", "run_key"}``.
+    """
+    record_run(view, run.run_key, run.operation, run.settings)
+    outcome, jobs = Outcome(), []
+    for sample in view.iter_samples():
+        reason = unprocessable_reason(sample)
+        if reason:
+            outcome.fail(f"{sample.filepath}: {reason}")
+            write_error(sample, run.error_field, run.operation, reason)
+            continue
+        payload = run.todo(sample)
+        if payload is None:
+            outcome.skipped += 1
+            continue
+        jobs.append(Job(sample.id, sample.filepath, payload))
+
+    if jobs:
+        window_progress, window_store = window_hooks(ctx, ctx.dataset, jobs, run.field, run.window_fingerprint)
+        results = run.results(load_model(), jobs, window_progress, window_store)
+        for index, (job, (_, result)) in enumerate(zip(jobs, results), start=1):
+            _store_result(ctx.dataset[job.sample_id], job, result, run, outcome)
+            ctx.set_progress(progress=index / len(jobs), label=f"{index}/{len(jobs)} {job.filepath}")
+
+    record_run(view, run.run_key, run.operation, run.settings, outcome.as_dict())
+    if not ctx.delegated:
+        ctx.trigger("reload_dataset")
+    return dict(outcome.as_dict(), run_key=run.run_key)
+
+
+def _store_result(sample: fo.Sample, job: Job, result, run: ModelRun, outcome: Outcome) -> None:
+    metadata = ensure_metadata(sample) if not isinstance(result, BaseException) else None
+    if isinstance(result, BaseException) or metadata is None:
+        message = error_message(job.filepath, result) if isinstance(result, BaseException) else (
+            f"{job.filepath}: cannot read video metadata")
+        outcome.fail(message)
+        write_error(sample, run.error_field, run.operation, message)
+        return
+    run.write(sample, result, metadata, job)
+    if sample.has_field(partial_field(run.field)):
+        sample[partial_field(run.field)] = None
+    clear_error(sample, run.error_field, run.operation)
+    sample.save()
+    outcome.done += 1

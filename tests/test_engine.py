@@ -97,7 +97,7 @@ def test_find_batch_equals_one_at_a_time(trained_marlin, color_videos):
 
 def test_iter_captions_reports_a_bad_video_and_goes_on(trained_marlin, color_videos, bad_files):
     videos = [color_videos["red"], bad_files["empty"], bad_files["missing"], color_videos["blue"]]
-    outcomes = list(trained_marlin.iter_captions(videos, batch_size=2))
+    outcomes = list(trained_marlin.iter_captions(videos, batch_size=2, prefetch_depth=1))
     assert [video for video, _ in outcomes] == videos
     assert outcomes[0][1]["caption"] == expected_caption("red")["caption"]
     assert outcomes[3][1]["caption"] == expected_caption("blue")["caption"]
