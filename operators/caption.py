@@ -13,6 +13,7 @@ import fiftyone.operators.types as types
 from marlin_core.contract import CAPTION_PROMPT
 
 from . import forms
+from .base import ModelOperator
 from .labels import events_to_detections
 from .processing import ModelRun, execute_model_run
 from .runs import settings_fingerprint
@@ -28,7 +29,10 @@ DEFAULTS = {
 }
 
 
-class CaptionVideos(foo.Operator):
+class CaptionVideos(ModelOperator):
+    DEFAULTS = DEFAULTS
+    DONE_LABEL = "Videos captioned"
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -40,32 +44,21 @@ class CaptionVideos(foo.Operator):
             allow_delegated_execution=True,
         )
 
-    def resolve_execution_options(self, ctx):
-        return forms.execution_options(self, ctx)
-
     def resolve_input(self, ctx):
         inputs = types.Object()
         forms.target_input(inputs, ctx, "Caption")
-        forms.model_inputs(inputs)
         forms.field_input(inputs, ctx, "events_field", DEFAULTS["events_field"], "Events field",
                           "TemporalDetections field for the events.")
         forms.field_input(inputs, ctx, "scene_field", DEFAULTS["scene_field"], "Scene field",
                           "String field for the Scene paragraph.")
         forms.field_input(inputs, ctx, "caption_field", DEFAULTS["caption_field"], "Raw caption field",
                           "String field for the model's raw answer.")
-        inputs.str("error_field", default=DEFAULTS["error_field"], label="Error field",
-                   description="Per-sample error messages (bad file, failed generation) go here.")
-        inputs.str("run_key", default=DEFAULTS["run_key"], label="Run key",
-                   description="Name of the FiftyOne run that records the settings (list_runs / get_run_info).")
         inputs.str("prompt", default=None, label="Prompt", description="Empty = Marlin's canonical caption prompt.")
-        inputs.int("max_new_tokens", default=DEFAULTS["max_new_tokens"], label="Max new tokens",
-                   description="Answers cut at this length are flagged as truncated.")
-        forms.sampling_inputs(inputs)
-        forms.overwrite_input(inputs)
+        self.common_inputs(inputs, "Answers cut at this length are flagged as truncated.")
         return types.Property(inputs, view=types.View(label="Marlin: caption videos"))
 
     def execute(self, ctx):
-        params = {**DEFAULTS, **{k: v for k, v in ctx.params.items() if v is not None}}
+        params = self.params(ctx)
         settings = forms.model_settings(ctx, params, params.get("prompt") or CAPTION_PROMPT)
         fingerprint = settings_fingerprint(settings)
         field = params["events_field"]
@@ -100,17 +93,3 @@ class CaptionVideos(foo.Operator):
         run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], settings, todo, results, write,
                        window_fingerprint=lambda job: fingerprint)
         return execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
-
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.int("done", label="Videos captioned")
-        outputs.int("skipped", label="Skipped (already done with these settings)")
-        outputs.int("failed", label="Failed (see the error field)")
-        outputs.list("errors", types.String(), label="Errors")
-        return types.Property(outputs, view=types.View(label="Marlin caption"))
-
-    def __call__(self, sample_collection, *, delegate: bool = False, **params):
-        """Run from Python: ``foo.get_operator("@marlin/marlin/caption")(dataset, model=...)``."""
-        return foo.execute_operator(
-            self.uri, dict(view=sample_collection.view(), params=params), request_delegation=delegate
-        )

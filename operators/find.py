@@ -15,6 +15,7 @@ import fiftyone.operators.types as types
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
 
 from . import forms
+from .base import ModelOperator
 from .labels import find_to_detection
 from .processing import ModelRun, execute_model_run
 from .runs import settings_fingerprint
@@ -70,7 +71,10 @@ def write_answers(sample, answers: list[dict], metadata, field: str, missing_fie
     sample[missing_field] = not_found
 
 
-class FindEvents(foo.Operator):
+class FindEvents(ModelOperator):
+    DEFAULTS = DEFAULTS
+    DONE_LABEL = "Videos searched"
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -81,9 +85,6 @@ class FindEvents(foo.Operator):
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
-
-    def resolve_execution_options(self, ctx):
-        return forms.execution_options(self, ctx)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -97,21 +98,13 @@ class FindEvents(foo.Operator):
         )
         if not parse_queries(ctx.params.get("queries")):
             inputs.view("no_queries", types.Warning(label="Enter at least one query."))
-        forms.model_inputs(inputs)
         forms.field_input(inputs, ctx, "find_field", DEFAULTS["find_field"], "Results field",
                           "TemporalDetections field; one detection per query found.")
-        inputs.str("error_field", default=DEFAULTS["error_field"], label="Error field",
-                   description="Per-sample error messages (bad file, failed generation) go here.")
-        inputs.str("run_key", default=DEFAULTS["run_key"], label="Run key",
-                   description="Name of the FiftyOne run that records the settings.")
-        inputs.int("max_new_tokens", default=DEFAULTS["max_new_tokens"], label="Max new tokens",
-                   description="A find answer is about 12 tokens.")
-        forms.sampling_inputs(inputs)
-        forms.overwrite_input(inputs)
+        self.common_inputs(inputs, "A find answer is about 12 tokens.")
         return types.Property(inputs, view=types.View(label="Marlin: find events"))
 
     def execute(self, ctx):
-        params = {**DEFAULTS, **{k: v for k, v in ctx.params.items() if v is not None}}
+        params = self.params(ctx)
         queries = parse_queries(params.get("queries"))
         if not queries:
             raise ValueError("find needs at least one query (parameter 'queries')")
@@ -142,18 +135,6 @@ class FindEvents(foo.Operator):
                        window_fingerprint=lambda job: settings_fingerprint([fingerprint, job.payload]))
         return execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
 
-    def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.int("done", label="Videos searched")
-        outputs.int("skipped", label="Skipped (all queries done with these settings)")
-        outputs.int("failed", label="Failed (see the error field)")
-        outputs.list("errors", types.String(), label="Errors")
-        return types.Property(outputs, view=types.View(label="Marlin find"))
-
     def __call__(self, sample_collection, queries, *, delegate: bool = False, **params):
         """Run from Python: ``foo.get_operator("@marlin/marlin/find")(dataset, ["a dog jumps"])``."""
-        return foo.execute_operator(
-            self.uri,
-            dict(view=sample_collection.view(), params=dict(params, queries=list(queries))),
-            request_delegation=delegate,
-        )
+        return super().__call__(sample_collection, delegate=delegate, queries=list(queries), **params)
