@@ -93,8 +93,8 @@ def test_selected_samples_only(dataset, trained_model_dir, color_videos):
     assert dataset[ids[1]]["marlin_events"] is not None
 
 
-def test_mixed_dataset_reports_per_sample_errors(dataset, trained_model_dir, color_videos, bad_files):
-    ids = add_videos(dataset, [color_videos["red"], bad_files["empty"], bad_files["missing"], bad_files["text"]])
+def test_mixed_dataset_reports_per_sample_errors(dataset, trained_model_dir, color_videos, broken):
+    ids = add_videos(dataset, [color_videos["red"], broken["empty"], broken["missing"], broken["text"]])
     # labels a user had before must survive a failed run
     keep = fo.TemporalDetections(detections=[fo.TemporalDetection(label="mine", support=[1, 2])])
     empty_sample = dataset[ids[1]]
@@ -103,7 +103,7 @@ def test_mixed_dataset_reports_per_sample_errors(dataset, trained_model_dir, col
     outcome = run(dataset, trained_model_dir)
     assert outcome["done"] == 1 and outcome["failed"] == 3
     assert_captioned(dataset[ids[0]], "red")
-    for sample_id, path in zip(ids[1:], [bad_files["empty"], bad_files["missing"], bad_files["text"]]):
+    for sample_id, path in zip(ids[1:], [broken["empty"], broken["missing"], broken["text"]]):
         error = dataset[sample_id]["marlin_error"]
         assert error.startswith("caption: ") and str(path) in error, error
     assert "empty" in dataset[ids[1]]["marlin_error"]
@@ -146,21 +146,21 @@ def test_sdk_call_pattern(dataset, trained_model_dir, color_videos):
     assert_captioned(dataset.first(), "blue")
 
 
-def test_image_samples_of_a_grouped_dataset_get_an_error(trained_model_dir, color_videos, bad_files):
+def test_image_samples_of_a_grouped_dataset_get_an_error(trained_model_dir, color_videos, broken):
     grouped = fo.Dataset()
     try:
         grouped.add_group_field("group", default="video")
         group = fo.Group()
         grouped.add_samples([
             fo.Sample(filepath=str(color_videos["blue"]), group=group.element("video")),
-            fo.Sample(filepath=str(bad_files["image"]), group=group.element("image")),
+            fo.Sample(filepath=str(broken["image"]), group=group.element("image")),
         ])
         mixed = grouped.select_group_slices(_allow_mixed=True)  # what the App shows for "all slices"
         assert mixed.media_type == "mixed"
         result = foo.execute_operator(CAPTION, dict(view=mixed, params=dict(model=str(trained_model_dir))))
         result.raise_exceptions()
         assert result.result["done"] == 1 and result.result["failed"] == 1
-        image = mixed.match(fo.ViewField("filepath") == str(bad_files["image"])).first()
+        image = mixed.match(fo.ViewField("filepath") == str(broken["image"])).first()
         assert image["marlin_error"] == "caption: not a video sample (media type 'image')"
         video = mixed.match(fo.ViewField("filepath") == str(color_videos["blue"])).first()
         assert_captioned(video, "blue")

@@ -48,18 +48,18 @@ def test_find_json_and_human(trained_model_dir, color_videos):
     assert f"{target['query']}: <1.0 - 2.0>" in human.stdout
 
 
-def test_bad_video_is_one_line_and_nonzero(trained_model_dir, bad_files):
-    done = cli("caption", bad_files["missing"], "--model", trained_model_dir)
+def test_bad_video_is_one_line_and_nonzero(trained_model_dir, broken):
+    done = cli("caption", broken["missing"], "--model", trained_model_dir)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("marlin-core: error: ") and str(bad_files["missing"]) in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("marlin-core: error: ") and str(broken["missing"]) in lines[0]
 
 
-def test_one_bad_video_among_good_ones(trained_model_dir, color_videos, bad_files):
-    done = cli("caption", color_videos["red"], bad_files["audio"], "--model", trained_model_dir, "--json")
+def test_one_bad_video_among_good_ones(trained_model_dir, color_videos, broken):
+    done = cli("caption", color_videos["red"], broken["audio"], "--model", trained_model_dir, "--json")
     assert done.returncode == 1
     assert len(done.stdout.splitlines()) == 1
-    assert str(bad_files["audio"]) in done.stderr and "Traceback" not in done.stderr
+    assert str(broken["audio"]) in done.stderr and "Traceback" not in done.stderr
 
 
 def test_missing_model_folder_is_one_line(color_videos, tmp_path):

@@ -95,16 +95,16 @@ def test_find_batch_equals_one_at_a_time(trained_marlin, color_videos):
     assert [(r["raw"], r["span"]) for r in batched] == [(r["raw"], r["span"]) for r in single]
 
 
-def test_iter_captions_reports_a_bad_video_and_goes_on(trained_marlin, color_videos, bad_files):
-    videos = [color_videos["red"], bad_files["empty"], bad_files["missing"], color_videos["blue"]]
+def test_iter_captions_reports_a_bad_video_and_goes_on(trained_marlin, color_videos, broken):
+    videos = [color_videos["red"], broken["empty"], broken["missing"], color_videos["blue"]]
     outcomes = list(trained_marlin.iter_captions(videos, batch_size=2, prefetch_depth=1))
     assert [video for video, _ in outcomes] == videos
     assert outcomes[0][1]["caption"] == expected_caption("red")["caption"]
     assert outcomes[3][1]["caption"] == expected_caption("blue")["caption"]
     for _, error in outcomes[1:3]:
         assert isinstance(error, VideoError)
-    assert str(bad_files["empty"]) in str(outcomes[1][1])
-    assert str(bad_files["missing"]) in str(outcomes[2][1])
+    assert str(broken["empty"]) in str(outcomes[1][1])
+    assert str(broken["missing"]) in str(outcomes[2][1])
 
 
 def test_public_attributes(trained_marlin, trained_model_dir):

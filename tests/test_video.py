@@ -7,7 +7,6 @@ ffmpeg-made clips: our frames must equal its frames (``torch.equal``) and our me
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -38,67 +37,6 @@ from marlin_core.video import (
     probe,
     sample_count,
 )
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
-
-
-def make_clip(path: Path, size: str, fps: float, seconds: float, *, filters: str | None = None,
-              pix_fmt: str = "yuv420p", extra: tuple[str, ...] = ()) -> Path:
-    """An H.264 ``testsrc2`` clip (moving, detailed content: resize rounding differences would show)."""
-    vf = ["-vf", filters] if filters else []
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}", *vf, *extra,
-           "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", pix_fmt, str(path))
-    return path
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory) -> dict[str, Path]:
-    """The clips bit-identity is checked on (kept short so the suite stays fast)."""
-    root = tmp_path_factory.mktemp("video-clips")
-    clips = {
-        "480p": make_clip(root / "480p.mp4", "854x480", 25, 11.0),
-        "1080p": make_clip(root / "1080p.mp4", "1920x1080", 30, 3.0),
-        "portrait": make_clip(root / "portrait.mp4", "720x1280", 30, 2.0),
-        "one_second": make_clip(root / "one_second.mp4", "320x240", 25, 1.0),
-        # Odd sides need 4:4:4 chroma (4:2:0 needs even sides).
-        "odd": make_clip(root / "odd.mp4", "336x200", 24, 2.0, filters="scale=333:197", pix_fmt="yuv444p"),
-        # Variable frame rate: 30 fps for the first second, then every frame lasts twice as long.
-        "vfr": make_clip(root / "vfr.mp4", "320x240", 30, 3.0, filters="setpts='if(lt(N,30),PTS,PTS*2)'",
-                         extra=("-fps_mode", "vfr")),
-    }
-    upright = make_clip(root / "upright.mp4", "320x240", 25, 2.0)
-    clips["rotated"] = root / "rotated.mp4"
-    ffmpeg("-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(clips["rotated"]))
-    return clips
-
-
-@pytest.fixture(scope="session")
-def broken(tmp_path_factory, clips) -> dict[str, Path]:
-    """Files each VideoError subclass is about."""
-    root = tmp_path_factory.mktemp("broken-videos")
-    files = {"missing": root / "missing.mp4", "directory": root / "folder.mp4"}
-    files["directory"].mkdir()
-    files["empty"] = root / "empty.mp4"
-    files["empty"].write_bytes(b"")
-    files["text"] = root / "notes.mp4"
-    files["text"].write_text("this is not a video\n")
-    files["audio"] = root / "speech.m4a"
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", str(files["audio"]))
-    # AVI keeps the declared video stream even when no frame follows it.
-    files["zero_frames"] = root / "zero.avi"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "0", "-c:v", "mpeg4", str(files["zero_frames"]))
-    files["one_frame"] = root / "one_frame.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "1", "-c:v", "libx264", str(files["one_frame"]))
-    # A valid header (moov first) over garbage frame data.
-    intact = make_clip(root / "intact.mp4", "128x96", 10, 2.0, extra=("-movflags", "+faststart"))
-    data = bytearray(intact.read_bytes())
-    payload = data.find(b"mdat") + 64
-    data[payload:] = bytes((k * 7919) % 256 for k in range(len(data) - payload))
-    files["garbage"] = root / "garbage.mp4"
-    files["garbage"].write_bytes(bytes(data))
-    return files
 
 
 def reference(path: Path, **element) -> tuple[torch.Tensor, dict]:
