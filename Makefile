@@ -45,6 +45,7 @@ tiny-model: install
 bench: install
 	$(PY) bench/preprocess.py
 	$(PY) bench/engine.py
+	$(PY) bench/long_video.py
 
 app: install plugin-link
 	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)')); s.wait()"

@@ -197,8 +197,9 @@ class Marlin:
         """The windows of a long video, or None when it fits in one call (processed unwindowed)."""
         if window_s is None or options.get("video_start") is not None or options.get("video_end") is not None:
             return None
-        path = getattr(video, "path", video)
-        windows = plan_windows(probe(path).duration_s, window_s=window_s)
+        if not isinstance(video, (str, Path)):
+            return None  # already decoded (a SampledVideo): processed as loaded
+        windows = plan_windows(probe(video).duration_s, window_s=window_s)
         return windows if len(windows) > 1 else None
 
     def _per_window(self, video, windows, options, run: Callable[[dict], Any], progress=None,
