@@ -191,16 +191,18 @@ def execute_model_run(ctx, view, run: ModelRun, load_model: Callable[[], object]
 
 
 def _store_result(sample: fo.Sample, job: Job, result, run: ModelRun, outcome: Outcome) -> None:
-    metadata = ensure_metadata(sample) if not isinstance(result, BaseException) else None
-    if isinstance(result, BaseException) or metadata is None:
-        message = error_message(job.filepath, result) if isinstance(result, BaseException) else (
-            f"{job.filepath}: cannot read video metadata")
-        outcome.fail(message)
-        write_error(sample, run.error_field, run.operation, message)
+    """Write one result and save the sample, or record why it failed (labels left as they were)."""
+    if isinstance(result, BaseException):
+        message = error_message(job.filepath, result)
+    elif (metadata := ensure_metadata(sample)) is None:
+        message = f"{job.filepath}: cannot read video metadata"
+    else:
+        run.write(sample, result, metadata, job)
+        if sample.has_field(partial_field(run.field)):
+            sample[partial_field(run.field)] = None
+        clear_error(sample, run.error_field, run.operation)
+        sample.save()
+        outcome.done += 1
         return
-    run.write(sample, result, metadata, job)
-    if sample.has_field(partial_field(run.field)):
-        sample[partial_field(run.field)] = None
-    clear_error(sample, run.error_field, run.operation)
-    sample.save()
-    outcome.done += 1
+    outcome.fail(message)
+    write_error(sample, run.error_field, run.operation, message)
