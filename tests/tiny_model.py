@@ -449,13 +449,24 @@ def reference_inputs(processor, video_path: str | Path, prompt: str):
         The processor's ``BatchFeature`` (input_ids, attention_mask, mm_token_type_ids, pixel_values_videos,
         video_grid_thw), batch size 1, torch tensors.
     """
+    return reference_processor(processor, reference_load(video_path, prompt))
+
+
+def reference_load(video_path: str | Path, prompt: str) -> tuple[list[dict], list, dict]:
+    """The reference's first step, qwen-vl-utils ``process_vision_info``: ``(messages, videos, video_kwargs)``."""
     from qwen_vl_utils import process_vision_info
 
     messages = chat_messages(video_path, prompt)
-    chat_text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     _, videos, video_kwargs = process_vision_info(
         messages, return_video_kwargs=True, return_video_metadata=True, image_patch_size=PATCH_SIZE
     )
+    return messages, videos, video_kwargs
+
+
+def reference_processor(processor, loaded: tuple[list[dict], list, dict]):
+    """The reference's second step: the processor on what :func:`reference_load` returned, without resizing."""
+    messages, videos, video_kwargs = loaded
+    chat_text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     frames, metadata = zip(*videos)
     return processor(
         text=[chat_text],
