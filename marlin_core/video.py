@@ -6,11 +6,13 @@ loading gives different frame sizes on HD video. So the frames must be exactly q
 the same frame indices, the same target size, the same antialiased bicubic resize. What we do better:
 
 * the sampled frames come out of torchcodec ``get_frames_at``, as in the reference, but from a copy of the
-  H.264 stream without the frames no sampled frame depends on (``sparse_decode.py``: ~45% fewer frames
-  decoded on x264's default B-frames, same decoder, same pixels), in chunks, and the resize of one chunk
-  overlaps the decoding of the next (a decoder thread and the calling thread);
+  H.264/HEVC stream without the frames no sampled frame depends on (``sparse_decode.py``: ~40% fewer
+  frames decoded on x264's default B-frames, same decoder, same pixels), in chunks, and the resize of one
+  chunk overlaps the decoding of the next (a decoder thread and the calling thread, on half of torch's
+  threads so that idle ones do not spin against the decoder);
 * the resize works frame by frame through one reused float buffer and writes straight into the uint8
-  output, instead of turning the whole clip into one float tensor (1 GB for 40 frames of 1080p);
+  output, instead of turning the whole clip into one float tensor (1 GB for 40 frames of 1080p): 3x less
+  CPU for the same values;
 * frames are kept as uint8 (the reference returns the same integer values as float32, 4x the memory;
   the processor turns both into identical ``pixel_values_videos``);
 * options are resolved once, in :meth:`SamplingOptions.resolve`, into a :class:`SamplingPlan` that says
@@ -68,8 +70,8 @@ MAX_ASPECT_RATIO = 200  # smart_resize refuses thinner frames
 VIDEO_BACKEND = "torchcodec"  # what the reference decoded with; also written into the metadata
 
 # --- speed knobs (results do not depend on them)
-# Frames per decode/resize chunk: big enough to amortise the calls, small enough that a chunk of 1080p float
-# frames (4 x 25 MB) stays in memory only briefly; measured on 2 cores (bench/preprocess.py).
+# Frames per decode chunk: big enough to amortise the calls, small enough that decoded 1080p frames
+# (4 x 6 MB) are resized soon; 2, 4 and 8 measure the same on 2 cores (bench/preprocess.py --sweep).
 RESIZE_CHUNK_FRAMES = 4
 # Chunks the decoder thread may run ahead of the resizing (each holds chunk_frames full-resolution frames).
 DECODE_AHEAD_CHUNKS = 2

@@ -30,6 +30,7 @@ from marlin_core.video import (
     VideoError,
     VideoNotFoundError,
     VideoTooShortError,
+    decode_chunks,
     decode_threads,
     frame_size,
     frame_window,
@@ -93,6 +94,24 @@ def test_chunk_size_does_not_change_frames(clips):
     one = load_video(clips["portrait"], chunk_frames=1)
     three = load_video(clips["portrait"], chunk_frames=3)
     assert torch.equal(one.frames, three.frames)
+
+
+@pytest.mark.parametrize(
+    ("count", "chunk_frames", "chunks"),
+    [(1, 4, [(0, 1)]), (2, 4, [(0, 1), (1, 2)]), (10, 4, [(0, 1), (1, 5), (5, 9), (9, 10)]), (3, 1, [(0, 1), (1, 2), (2, 3)])],
+)
+def test_decode_chunks_start_with_one_frame_and_cover_every_frame_once(count, chunk_frames, chunks):
+    assert decode_chunks(count, chunk_frames) == chunks
+
+
+def test_loading_leaves_torch_threads_as_they_were(clips):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the suite runs on 1; loading resizes on half of them while decoding
+    try:
+        load_video(clips["portrait"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_pure_functions_agree_with_qwen_vl_utils():
