@@ -704,6 +704,12 @@ def _torch_threads(count: int):
         torch.set_num_threads(previous)
 
 
+# Stream metadata that decides how torchcodec turns decoded pictures into RGB frames: the sparse copy must
+# keep every one of them.
+PIXEL_METADATA = ("codec", "width", "height", "rotation", "pixel_aspect_ratio", "pixel_format", "color_primaries",
+                  "color_space", "color_transfer_characteristic")
+
+
 class _FrameReader:
     """Decodes chunks of the sampled frames: from a :class:`SparseStream` when there is one, else the file.
 
@@ -723,8 +729,11 @@ class _FrameReader:
             except (RuntimeError, ValueError) as error:
                 self._give_up_sparse(f"cannot be opened ({_first_line(error)})")
             else:
-                if self.sparse_decoder.metadata.num_frames != self.sparse.kept:
-                    self._give_up_sparse(f"holds {self.sparse_decoder.metadata.num_frames} frames, not {self.sparse.kept}")
+                copy, original = self.sparse_decoder.metadata, decoder.metadata
+                if copy.num_frames != self.sparse.kept:
+                    self._give_up_sparse(f"holds {copy.num_frames} frames, not {self.sparse.kept}")
+                elif differing := [key for key in PIXEL_METADATA if getattr(copy, key) != getattr(original, key)]:
+                    self._give_up_sparse(f"describes its frames differently ({', '.join(differing)})")
 
     @property
     def frames_decoded(self) -> str:

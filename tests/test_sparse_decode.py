@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ffmpeg
+from conftest import ffmpeg, make_clip
 from test_video import assert_matches_reference
 from torchcodec.decoders import VideoDecoder
 
@@ -158,6 +158,21 @@ def test_a_copy_that_cannot_be_opened_makes_the_reader_decode_the_file(encodings
         sampled = load_video(path)
     assert_matches_reference(sampled, path)
     assert "cannot be opened" in caplog.text
+
+
+def test_a_copy_that_lost_the_rotation_makes_the_reader_decode_the_file(tmp_path, monkeypatch, caplog):
+    upright = make_clip(tmp_path / "upright.mp4", "160x120", 25, 4.0)
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+
+    def unrotated(path, indices, num_frames):
+        return replace(sparse_stream(path, indices, num_frames), data=sparse_stream(upright, indices, num_frames).data)
+
+    monkeypatch.setattr(video_module, "sparse_stream", unrotated)
+    with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
+        sampled = load_video(rotated)
+    assert_matches_reference(sampled, rotated)
+    assert "describes its frames differently (width, height, rotation)" in caplog.text
 
 
 def test_sparse_decoding_can_be_switched_off(encodings, monkeypatch):
