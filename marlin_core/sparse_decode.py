@@ -270,7 +270,7 @@ def _copy_packets(path: Path, scan_result: StreamScan, keep: list[int]) -> bytes
 
     packets = scan_result.packets
     first, last = keep[0], keep[-1]
-    wanted = set(keep)
+    kept = set(keep)
     output = io.BytesIO()
     container, stream = _open_best_video(path)
     with container, av.open(output, "w", format="mp4") as sink:
@@ -289,7 +289,7 @@ def _copy_packets(path: Path, scan_result: StreamScan, keep: list[int]) -> bytes
                 position += 1
                 if packet.pts != packets[position].pts:
                     return None
-            if position in wanted:
+            if position in kept:
                 packet.stream = out_stream
                 sink.mux(packet)
             if position == last:

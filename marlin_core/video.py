@@ -767,8 +767,8 @@ def load_video(path: str | Path, options: SamplingOptions | None = None, *, chun
 
     The sampled frames are decoded (from a sparse copy of the stream when possible, see
     :mod:`marlin_core.sparse_decode`) ``chunk_frames`` at a time in a background thread while the previous
-    chunk is resized here, so at most two chunks of full-resolution frames are in memory at once, however
-    long the video.
+    chunk is resized here, so at most ``DECODE_AHEAD_CHUNKS + 1`` chunks of full-resolution frames are in
+    memory at once, however long the video.
 
     Args:
         path: the video file.
