@@ -93,6 +93,8 @@ class PacketInfo:
         pts: presentation timestamp in the stream's time base.
         dts: decoding timestamp (None when the container has none), used to seek to the packet.
         keyframe: the container marks it as a keyframe (a place decoders seek to).
+        discard: the container's edit list hides its frame (decoded, as later frames may need it, but not
+            shown; torchcodec does not count it as a frame).
         idr: holds an IDR slice, so no later packet refers to an earlier one.
         reference: some slice may be used to predict other frames (anything not plainly a non-reference slice).
         temporal_id: the highest temporal layer among its slices (always 0 in H.264).
@@ -102,6 +104,7 @@ class PacketInfo:
     pts: int
     dts: int | None
     keyframe: bool
+    discard: bool
     idr: bool
     reference: bool
     temporal_id: int
@@ -117,8 +120,9 @@ class StreamScan:
 
     @functools.cached_property
     def presentation_order(self) -> list[int]:
-        """Decoding positions sorted by pts: entry ``i`` is the packet of decoder frame index ``i``."""
-        return sorted(range(len(self.packets)), key=lambda position: self.packets[position].pts)
+        """Decoding positions of the shown frames sorted by pts: entry ``i`` is the packet of frame index ``i``."""
+        shown = [position for position, packet in enumerate(self.packets) if not packet.discard]
+        return sorted(shown, key=lambda position: self.packets[position].pts)
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class SparseStream:
         data: the MP4 file's bytes.
         indices: the wanted frames' indices in ``data``, in the order they were asked for.
         pts_s: their presentation times in seconds, as the original file gives them (to check the decode).
-        kept: frames in ``data``.
+        kept: frames in ``data`` (shown ones, as torchcodec counts them).
         total: frames in the original stream.
     """
 
@@ -141,7 +145,7 @@ class SparseStream:
 
 
 def packet_info(payload: memoryview, pts: int, dts: int | None, keyframe: bool, length_size: int,
-                codec: str = "h264") -> PacketInfo:
+                codec: str = "h264", discard: bool = False) -> PacketInfo:
     """Read the NAL unit headers of one length-prefixed (avcC / hvcC) packet of ``codec``.
 
     A packet whose content is not plainly understood (an unknown NAL type, a truncated length, no slice)
@@ -166,8 +170,8 @@ def packet_info(payload: memoryview, pts: int, dts: int | None, keyframe: bool, 
             reference = True
     if offset != len(payload) or slices == 0:
         reference = True
-    return PacketInfo(pts=pts, dts=dts, keyframe=keyframe, idr=idr, reference=reference, temporal_id=temporal_id,
-                      parameter_sets=frozenset(parameter_sets))
+    return PacketInfo(pts=pts, dts=dts, keyframe=keyframe, discard=discard, idr=idr, reference=reference,
+                      temporal_id=temporal_id, parameter_sets=frozenset(parameter_sets))
 
 
 def _length_size(codec: str, extradata: bytes | None) -> int | None:
@@ -206,7 +210,8 @@ def _scan_cached(path: str, size: int, mtime_ns: int) -> StreamScan | None:
                 continue
             if packet.pts is None:
                 return None
-            packets.append(packet_info(memoryview(packet), packet.pts, packet.dts, packet.is_keyframe, length_size, codec))
+            packets.append(packet_info(memoryview(packet), packet.pts, packet.dts, packet.is_keyframe, length_size,
+                                       codec, discard=packet.is_discard))
     # A sub-layer non-reference picture may still be used by pictures of higher temporal layers.
     top_layer = max((packet.temporal_id for packet in packets), default=0)
     packets = [packet if packet.reference or packet.temporal_id == top_layer else replace(packet, reference=True)
@@ -314,7 +319,7 @@ def sparse_stream(path: str | Path, indices: Sequence[int], num_frames: int) -> 
     path = Path(path)
     try:
         scan_result = scan(path)
-        if scan_result is None or len(scan_result.packets) != num_frames or not indices:
+        if scan_result is None or len(scan_result.presentation_order) != num_frames or not indices:
             return None
         packets = scan_result.packets
         if len({packet.pts for packet in packets}) != len(packets):
@@ -336,13 +341,13 @@ def sparse_stream(path: str | Path, indices: Sequence[int], num_frames: int) -> 
     if data is None:
         logger.debug("%s: decoding every frame (the packets could not be copied)", path)
         return None
-    kept_pts = sorted(packets[position].pts for position in keep)
-    rank = {pts: index for index, pts in enumerate(kept_pts)}
+    shown_pts = sorted(packets[position].pts for position in keep if not packets[position].discard)
+    rank = {pts: index for index, pts in enumerate(shown_pts)}
     wanted_pts = [packets[order[index]].pts for index in indices]
     return SparseStream(
         data=data,
         indices=[rank[pts] for pts in wanted_pts],
         pts_s=[pts * scan_result.time_base for pts in wanted_pts],
-        kept=len(keep),
-        total=len(packets),
+        kept=len(shown_pts),
+        total=num_frames,
     )
