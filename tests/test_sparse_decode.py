@@ -2,9 +2,9 @@
 
 The decoded frames are checked against torchcodec decoding the original file (``torch.equal``), and
 ``load_video`` against qwen-vl-utils itself, on real ffmpeg encodings chosen for their structure: B-frame
-pyramids, short GOPs (many IDR segments), open GOPs, in-band parameter sets, several reference frames,
-interlacing, three containers, HEVC with and without temporal layers, a clip cut with an edit list; plus
-the encodings the module must leave alone.
+pyramids, short GOPs (many IDR segments), in-band parameter sets, several reference frames, interlacing,
+three containers, HEVC with and without temporal layers, a clip cut with an edit list; plus the encodings
+the module must leave alone (no B-frames, open GOPs, MPEG-4 part 2, Annex-B H.264).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SPARSE_ENCODINGS = {
     "hevc.mp4": (*X265, "-x265-params", f"{X265_QUIET}:open-gop=0:keyint=50"),
     "hevc_temporal_layers.mp4": (*X265, "-x265-params", f"{X265_QUIET}:open-gop=0:temporal-layers=1:b-pyramid=0"),
 }
-# name -> output options of encodings decoded as they are (nothing to leave out, or not length-prefixed H.264).
+# name -> output options of encodings decoded as they are (nothing to leave out, open GOPs, another codec).
 FULL_ENCODINGS = {
     "no_b_frames.mp4": (*X264, "-bf", "0"),
     # Keyframes that are not IDRs (H.264 recovery points, HEVC CRA): the reference seeks to them (torchcodec
@@ -66,12 +66,10 @@ FULL_ENCODINGS = {
 # Annex-B H.264 (start codes, no avcC) is decoded as it is; torchcodec 0.17 fails on this MPEG-TS file in
 # the reference path too, so only sparse_stream's answer is checked on it.
 ANNEX_B = {"annex_b.ts": X264}
-WINDOWS = [{}, {"video_start": 2.3, "video_end": 5.9}, {"fps": 0.5}]
-
-
 # A clip cut without re-encoding (ffmpeg -ss ... -c copy): its edit list hides the frames before the cut,
 # which torchcodec does not count but the frames after need.
 TRIMMED = "trimmed_edit_list.mp4"
+WINDOWS = [{}, {"video_start": 2.3, "video_end": 5.9}, {"fps": 0.5}]
 
 
 @pytest.fixture(scope="module")
