@@ -11,9 +11,9 @@ reference frames up to the last sampled one, plus the sampled frames (the refere
 segment too, by seeking). torchcodec decodes that copy with the same FFmpeg decoder and colour conversion as
 the reference: the frames stay bit-identical, fewer are decoded (x264's default B-frames: ~40% fewer).
 The caller checks the decoded timestamps against :attr:`SparseStream.pts_s` and falls back to the file on
-any mismatch; anything this module does not fully understand (another codec, Annex-B start codes, keyframes
-that are not IDRs, in-band parameter sets in a left-out packet, duplicate timestamps, a frame count that
-differs from torchcodec's) makes :func:`sparse_stream` return None: "decode the file as it is".
+any mismatch; anything this module does not fully understand (another codec, Annex-B start codes, in-band
+parameter sets in a left-out packet, duplicate timestamps, a frame count that differs from torchcodec's)
+makes :func:`sparse_stream` return None: "decode the file as it is".
 
 Frame indices are 0-based decoder indices in presentation order (torchcodec's exact seek mode).
 """
@@ -234,13 +234,23 @@ def wanted_spans(packets: Sequence[PacketInfo], wanted: set[int]) -> list[range]
 
     This is also what the reference decodes: torchcodec seeks to the keyframe before a frame when the
     frame lies in another segment than the last one decoded, so it skips the rest of every segment.
+
+    In a stream with keyframes that are not IDRs (open GOPs), a span goes on up to the next keyframe after
+    its last wanted frame: after seeking to such a keyframe, FFmpeg 5.1's H.264 decoder does not hand out
+    the last frames of a copy that ends right after them (torchcodec: "no more frames left to decode").
     """
+    open_gop = any(packet.keyframe and not packet.idr for packet in packets)
     starts = [position for position, packet in enumerate(packets) if position == 0 or packet.idr]
     spans = []
     for start, end in zip(starts, [*starts[1:], len(packets)]):
         last_wanted = max((position for position in range(start, end) if position in wanted), default=None)
-        if last_wanted is not None:
-            spans.append(range(start, last_wanted + 1))
+        if last_wanted is None:
+            continue
+        stop = last_wanted + 1
+        if open_gop:
+            while stop < end and not packets[stop].keyframe:
+                stop += 1
+        spans.append(range(start, stop))
     return spans
 
 
@@ -323,10 +333,6 @@ def sparse_stream(path: str | Path, indices: Sequence[int], num_frames: int) -> 
             return None
         packets = scan_result.packets
         if len({packet.pts for packet in packets}) != len(packets):
-            return None
-        if any(packet.keyframe and not packet.idr for packet in packets):
-            # Open GOPs: the reference seeks to keyframes that are not IDRs, and torchcodec on FFmpeg 5.1
-            # then fails to drain frames at the end of a thinned copy; decode such files as they are.
             return None
         order = scan_result.presentation_order
         wanted = {order[index] for index in indices}

@@ -3,8 +3,8 @@
 The decoded frames are checked against torchcodec decoding the original file (``torch.equal``), and
 ``load_video`` against qwen-vl-utils itself, on real ffmpeg encodings chosen for their structure: B-frame
 pyramids, short GOPs (many IDR segments), in-band parameter sets, several reference frames, interlacing,
-three containers, HEVC with and without temporal layers, a clip cut with an edit list; plus the encodings
-the module must leave alone (no B-frames, open GOPs, MPEG-4 part 2, Annex-B H.264).
+three containers, HEVC with and without temporal layers, open GOPs, a clip cut with an edit list; plus the
+encodings the module must leave alone (no B-frames, MPEG-4 part 2, Annex-B H.264).
 """
 
 from __future__ import annotations
@@ -53,14 +53,15 @@ SPARSE_ENCODINGS = {
     "quicktime.mov": (*X264, "-g", "20"),
     "hevc.mp4": (*X265, "-x265-params", f"{X265_QUIET}:open-gop=0:keyint=50"),
     "hevc_temporal_layers.mp4": (*X265, "-x265-params", f"{X265_QUIET}:open-gop=0:temporal-layers=1:b-pyramid=0"),
+    # Keyframes that are not IDRs (H.264 recovery points, HEVC CRA: x265's default), which the reference
+    # seeks to.
+    "open_gop.mp4": (*X264, "-x264-params", "open-gop=1:keyint=20:min-keyint=20"),
+    "open_gop_odd.mp4": (*X264, "-x264-params", "open-gop=1:keyint=37"),
+    "hevc_open_gop.mp4": (*X265, "-x265-params", f"{X265_QUIET}:open-gop=1:keyint=30"),
 }
-# name -> output options of encodings decoded as they are (nothing to leave out, open GOPs, another codec).
+# name -> output options of encodings decoded as they are (nothing to leave out, another codec).
 FULL_ENCODINGS = {
     "no_b_frames.mp4": (*X264, "-bf", "0"),
-    # Keyframes that are not IDRs (H.264 recovery points, HEVC CRA): the reference seeks to them (torchcodec
-    # on FFmpeg 5.1 then cannot drain a thinned copy), so such files are decoded as they are.
-    "open_gop.mp4": (*X264, "-x264-params", "open-gop=1:keyint=20:min-keyint=20"),
-    "hevc_open_gop.mp4": (*X265, "-x265-params", f"{X265_QUIET}:open-gop=1:keyint=50"),
     "mpeg4.avi": ("-c:v", "mpeg4", "-bf", "2"),
 }
 # Annex-B H.264 (start codes, no avcC) is decoded as it is; torchcodec 0.17 fails on this MPEG-TS file in
@@ -69,7 +70,7 @@ ANNEX_B = {"annex_b.ts": X264}
 # A clip cut without re-encoding (ffmpeg -ss ... -c copy): its edit list hides the frames before the cut,
 # which torchcodec does not count but the frames after need.
 TRIMMED = "trimmed_edit_list.mp4"
-WINDOWS = [{}, {"video_start": 2.3, "video_end": 5.9}, {"fps": 0.5}]
+WINDOWS = [{}, {"video_start": 2.3, "video_end": 5.9}, {"video_start": 0.9, "video_end": 4.1}, {"fps": 0.5}]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def sampled_indices(path: Path, **options) -> list[int]:
     return list(SamplingOptions(**options).resolve(probe(path)).frame_indices)
 
 
-@pytest.mark.parametrize("options", WINDOWS, ids=["whole", "window", "sparse_fps"])
+@pytest.mark.parametrize("options", WINDOWS, ids=["whole", "window", "early_window", "sparse_fps"])
 @pytest.mark.parametrize("name", sorted(SPARSE_ENCODINGS) + [TRIMMED])
 def test_sparse_copy_decodes_to_the_same_frames(encodings, name, options):
     path = encodings[name]
@@ -244,9 +245,10 @@ def test_a_truncated_packet_counts_as_a_reference():
 
 
 def packets(kinds: str, parameter_sets: dict[int, frozenset[bytes]] | None = None) -> list[PacketInfo]:
-    """Packets in decoding order from letters: I = IDR, P = reference, b = non-reference."""
+    """Packets in decoding order from letters: I = IDR, K = keyframe that is not an IDR, P = reference,
+    b = non-reference."""
     parameter_sets = parameter_sets or {}
-    return [PacketInfo(pts=k, dts=k, keyframe=kind == "I", discard=False, idr=kind == "I", reference=kind != "b",
+    return [PacketInfo(pts=k, dts=k, keyframe=kind in "IK", discard=False, idr=kind == "I", reference=kind != "b",
                        temporal_id=0,
                        parameter_sets=parameter_sets.get(k, frozenset())) for k, kind in enumerate(kinds)]
 
@@ -268,6 +270,12 @@ def test_needed_positions_keeps_the_references_up_to_the_last_wanted_frame(kinds
 def test_wanted_spans_are_what_the_reference_decodes():
     assert wanted_spans(packets("IbbPIbbPIbP"), {1, 9}) == [range(0, 2), range(8, 10)]
     assert wanted_spans(packets("IbbP"), set()) == []
+
+
+def test_in_an_open_gop_stream_a_span_goes_on_to_the_next_keyframe():
+    stream = packets("IbbPbbPKbbP")  # K: a keyframe that is not an IDR
+    assert wanted_spans(stream, {1}) == [range(0, 7)]
+    assert wanted_spans(stream, {8}) == [range(0, 11)]
 
 
 def test_parameter_sets_may_only_be_left_out_when_the_next_kept_packet_repeats_them():
