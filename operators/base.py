@@ -1,4 +1,4 @@
-"""What the operators that run Marlin share: execution options, the common form, the result panel, SDK call."""
+"""What the operators share: the SDK call, and for those that run Marlin the common form and result panel."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ import fiftyone.operators.types as types
 from . import forms
 
 
-class ModelOperator(foo.Operator):
+class SdkCallable:
+    """Lets an operator run from Python: ``foo.get_operator(uri)(dataset_or_view, **params)``."""
+
+    def __call__(self, sample_collection, *, delegate: bool = False, **params):
+        """Run on ``sample_collection`` with ``params``; ``delegate=True`` queues it for a worker."""
+        return foo.execute_operator(
+            self.uri, dict(view=sample_collection.view(), params=params), request_delegation=delegate
+        )
+
+
+class ModelOperator(SdkCallable, foo.Operator):
     """Base of ``caption`` and ``find``; subclasses set ``DEFAULTS``, ``DONE_LABEL`` and their own inputs."""
 
     DEFAULTS: dict = {}
@@ -31,7 +41,7 @@ class ModelOperator(foo.Operator):
 
     def params(self, ctx) -> dict:
         """The request's parameters over the defaults (None = not given)."""
-        return {**self.DEFAULTS, **{k: v for k, v in ctx.params.items() if v is not None}}
+        return forms.read_params(ctx, self.DEFAULTS)
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -40,9 +50,3 @@ class ModelOperator(foo.Operator):
         outputs.int("failed", label="Failed (see the error field)")
         outputs.list("errors", types.String(), label="Errors")
         return types.Property(outputs, view=types.View(label=self.config.label))
-
-    def __call__(self, sample_collection, *, delegate: bool = False, **params):
-        """Run from Python: ``foo.get_operator(uri)(dataset_or_view, **params)``; ``delegate=True`` queues it."""
-        return foo.execute_operator(
-            self.uri, dict(view=sample_collection.view(), params=params), request_delegation=delegate
-        )

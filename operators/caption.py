@@ -46,7 +46,7 @@ class CaptionVideos(ModelOperator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        forms.target_input(inputs, ctx, "Caption")
+        inputs.view_target(ctx, action_description="Caption")
         forms.field_input(inputs, ctx, "events_field", DEFAULTS["events_field"], "Events field",
                           "TemporalDetections field for the events.")
         forms.field_input(inputs, ctx, "scene_field", DEFAULTS["scene_field"], "Scene field",

@@ -6,13 +6,15 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from . import forms
+from .base import SdkCallable
 from .evaluation import MODES, evaluate, format_summary
 
 DEFAULTS = {"pred_field": "marlin_events", "gt_field": "ground_truth", "mode": "events",
             "eval_key": "marlin_eval", "iou": 0.5}
 
 
-class EvaluateMarlin(foo.Operator):
+class EvaluateMarlin(SdkCallable, foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -52,7 +54,7 @@ class EvaluateMarlin(foo.Operator):
         return types.Property(inputs, view=types.View(label="Marlin: evaluate"))
 
     def execute(self, ctx):
-        params = {**DEFAULTS, **{k: v for k, v in ctx.params.items() if v is not None}}
+        params = forms.read_params(ctx, DEFAULTS)
         if params["mode"] not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         summary = evaluate(ctx.target_view(), params["pred_field"], params["gt_field"], mode=params["mode"],
@@ -66,8 +68,3 @@ class EvaluateMarlin(foo.Operator):
         outputs.str("table", label="Results", view=types.CodeView(language="text"))
         outputs.list("views", types.String(), label="Saved views to review (Load view in the App)")
         return types.Property(outputs, view=types.View(label="Marlin evaluation"))
-
-    def __call__(self, sample_collection, *, delegate: bool = False, **params):
-        """``foo.get_operator("@marlin/marlin/evaluate")(dataset, pred_field=..., gt_field=..., mode=...)``."""
-        return foo.execute_operator(self.uri, dict(view=sample_collection.view(), params=params),
-                                    request_delegation=delegate)

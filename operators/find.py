@@ -88,7 +88,7 @@ class FindEvents(ModelOperator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        forms.target_input(inputs, ctx, "Search")
+        inputs.view_target(ctx, action_description="Search")
         inputs.list(
             "queries",
             types.String(),

@@ -34,10 +34,6 @@ def execution_options(operator: foo.Operator, ctx) -> foo.executor.ExecutionOpti
     )
 
 
-def target_input(inputs: types.Object, ctx, action: str) -> None:
-    inputs.view_target(ctx, action_description=action)
-
-
 def model_inputs(inputs: types.Object) -> None:
     inputs.str(
         "model",
@@ -95,6 +91,11 @@ def overwrite_input(inputs: types.Object) -> None:
         label="Recompute done samples",
         description="By default, samples already done with the same settings are skipped.",
     )
+
+
+def read_params(ctx, defaults: dict) -> dict:
+    """The request's parameters over ``defaults`` (None = not given)."""
+    return {**defaults, **{k: v for k, v in ctx.params.items() if v is not None}}
 
 
 def read_device(ctx) -> str | None:
