@@ -30,7 +30,7 @@ from .contract import CAPTION_PROMPT, find_prompt, parse_caption, parse_find
 from .inputs import chat_text, collate_inputs, prepare_inputs
 from .loading import DEFAULT_MODEL, load_model_and_processor
 from .prefetch import prefetch
-from .video import SamplingOptions, load_video, probe
+from .video import SamplingOptions, load_video, video_info
 from .windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
 
 VideoLike = str | Path
@@ -202,7 +202,8 @@ class Marlin:
             return None
         if not isinstance(video, (str, Path)):
             return None  # already decoded (a SampledVideo): processed as loaded
-        windows = plan_windows(probe(video).duration_s, window_s=window_s)
+        # Only the duration is needed here; a file that cannot be decoded fails when its frames are loaded.
+        windows = plan_windows(video_info(video).duration_s, window_s=window_s)
         return windows if len(windows) > 1 else None
 
     def _per_window(self, video, windows, options, run: Callable[[dict], Any], progress=None,

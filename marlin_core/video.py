@@ -271,6 +271,15 @@ def _decode(decoder, path: Path, indices: list[int]) -> torch.Tensor:
         ) from error
 
 
+def video_info(path: str | Path) -> VideoInfo:
+    """Describe ``path`` from torchcodec's scan of its packets, decoding nothing (see :func:`probe`).
+
+    Raises:
+        VideoError: a subclass naming the cause, when the file cannot be opened as a video.
+    """
+    return _open(path)[1]
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Check that ``path`` is a decodable video and describe it; decodes only the first frame.
 
