@@ -29,7 +29,7 @@ from . import confidence as conf
 from .contract import CAPTION_PROMPT, find_prompt, parse_caption, parse_find
 from .inputs import chat_text, collate_inputs, prepare_inputs
 from .loading import DEFAULT_MODEL, load_model_and_processor
-from .prefetch import prefetch
+from .prefetch import DEFAULT_DEPTH, prefetch
 from .video import SamplingOptions, load_video, video_info
 from .windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
 
@@ -39,9 +39,6 @@ CAPTION_MAX_NEW_TOKENS = 2048
 FIND_MAX_NEW_TOKENS = 64
 # Marlin sees at most 240 frames at 2 fps per call; longer videos are windowed.
 DEFAULT_WINDOW_S = 120.0
-# Videos decoded ahead in a thread while the model works; 1 made captioning 8 clips ~15% faster on 2 CPU cores
-# (bench/engine.py), 2+ only holds more decoded frames.
-DEFAULT_PREFETCH_DEPTH = 1
 
 
 @dataclass(frozen=True)
@@ -448,7 +445,7 @@ class Marlin:
         videos: Iterable[VideoLike],
         *,
         batch_size: int = 1,
-        prefetch_depth: int | None = None,
+        prefetch_depth: int = DEFAULT_DEPTH,
         max_new_tokens: int = CAPTION_MAX_NEW_TOKENS,
         prompt: str | None = None,
         do_sample: bool = False,
@@ -464,8 +461,8 @@ class Marlin:
         Videos that fit in one window go ``batch_size`` per ``generate`` call; longer ones are
         captioned window by window, with ``window_progress(video, done, total)`` after each window
         and ``window_store(video)`` keeping finished windows for a resumed run. ``prefetch_depth``
-        videos are decoded ahead in a thread; None = 1 (even on 2 CPU cores, where decoding and the
-        model share the cores, it makes captioning ~15% faster: bench/engine.py).
+        videos are decoded ahead in a thread (0: none; the default 1 makes captioning ~15% faster even on
+        2 CPU cores, where decoding and the model share the cores: bench/engine.py).
         """
         settings = GenerationSettings(max_new_tokens, do_sample, temperature, top_p)
         text = prompt or CAPTION_PROMPT
@@ -498,7 +495,7 @@ class Marlin:
             pending.clear()
             return done
 
-        for video, loaded in prefetch(videos, load, depth=self._prefetch_depth(prefetch_depth)):
+        for video, loaded in prefetch(videos, load, depth=prefetch_depth):
             if isinstance(loaded, BaseException) or loaded is None:
                 yield from flush()
                 yield video, loaded if loaded is not None else self._safe(lambda: caption_windowed(video))
@@ -512,7 +509,7 @@ class Marlin:
         self,
         items: Iterable[tuple[VideoLike, Sequence[str]]],
         *,
-        prefetch_depth: int | None = None,
+        prefetch_depth: int = DEFAULT_DEPTH,
         max_new_tokens: int = FIND_MAX_NEW_TOKENS,
         prompt: str | None = None,
         window_s: float | None = DEFAULT_WINDOW_S,
@@ -522,8 +519,8 @@ class Marlin:
     ) -> Iterator[tuple[VideoLike, list[dict] | BaseException]]:
         """Yield ``(video, [result per query] or exception)`` for ``(video, queries)`` items, in order.
 
-        Each video is decoded once (ahead, in a background thread on an accelerator; see
-        ``iter_captions`` for ``prefetch_depth``) and encoded once for all its queries.
+        Each video is decoded once (ahead, in a background thread; see ``iter_captions`` for
+        ``prefetch_depth``) and encoded once for all its queries.
         """
         sampling = self._sampling(video_options)
 
@@ -533,7 +530,7 @@ class Marlin:
                 return video  # decoded window by window by find_many()
             return load_video(video, sampling)
 
-        for (video, queries), loaded in prefetch(items, load, depth=self._prefetch_depth(prefetch_depth)):
+        for (video, queries), loaded in prefetch(items, load, depth=prefetch_depth):
             if isinstance(loaded, BaseException):
                 yield video, loaded
                 continue
@@ -542,10 +539,6 @@ class Marlin:
                 window_store=window_store(video) if window_store else None,
                 window_progress=(lambda done, total: window_progress(video, done, total)) if window_progress else None,
                 **video_options))
-
-    @staticmethod
-    def _prefetch_depth(requested: int | None) -> int:
-        return DEFAULT_PREFETCH_DEPTH if requested is None else requested
 
     @staticmethod
     def _safe(call: Callable[[], Any]) -> Any:
