@@ -41,9 +41,7 @@ import math
 import numbers
 import os
 import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -51,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MarlinError
+from .prefetch import prefetch
 from .sparse_decode import sparse_stream
 
 logger = logging.getLogger(__name__)
@@ -797,23 +796,19 @@ def load_video(path: str | Path, options: SamplingOptions | None = None, *, chun
     reader = _FrameReader(decoder, info, indices)
     chunks = decode_chunks(len(indices), chunk_frames)
     frames = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="marlin-decode") as pool:
-        pending = deque(pool.submit(reader.read, *chunk) for chunk in chunks[:DECODE_AHEAD_CHUNKS])
-        try:
-            for k, (start, stop) in enumerate(chunks):
-                decoded = pending.popleft().result()
-                if k + DECODE_AHEAD_CHUNKS < len(chunks):
-                    pending.append(pool.submit(reader.read, *chunks[k + DECODE_AHEAD_CHUNKS]))
-                if frames is None:
-                    plan = _fit_plan(plan, options, info, decoded)
-                    frames = torch.empty((len(indices), decoded.shape[1], plan.height, plan.width), dtype=torch.uint8)
-                # While the decoder works, resize on half the cores; the last chunk gets them all.
-                with _torch_threads(resize_threads() if pending else torch.get_num_threads()):
-                    resize_frames(decoded, plan.height, plan.width, out=frames[start:stop])
-                del decoded
-        finally:
-            for future in pending:
-                future.cancel()
+    decoding = prefetch(chunks, lambda chunk: reader.read(*chunk), depth=DECODE_AHEAD_CHUNKS)
+    with closing(decoding):  # an error stops the decoder thread at once
+        for k, ((start, stop), decoded) in enumerate(decoding):
+            if isinstance(decoded, Exception):
+                raise decoded
+            if frames is None:
+                plan = _fit_plan(plan, options, info, decoded)
+                frames = torch.empty((len(indices), decoded.shape[1], plan.height, plan.width), dtype=torch.uint8)
+            # While the decoder works, resize on half the cores; the last chunk gets them all.
+            last = k + 1 == len(chunks)
+            with _torch_threads(torch.get_num_threads() if last else resize_threads()):
+                resize_frames(decoded, plan.height, plan.width, out=frames[start:stop])
+            del decoded
     logger.debug("%s: decoded %s", info.path, reader.frames_decoded)
     return SampledVideo(path=info.path, info=info, plan=plan, frames=frames)
 
