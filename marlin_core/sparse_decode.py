@@ -254,14 +254,15 @@ def wanted_spans(packets: Sequence[PacketInfo], wanted: set[int]) -> list[range]
     return spans
 
 
-def needed_positions(packets: Sequence[PacketInfo], wanted: set[int]) -> list[int] | None:
+def needed_positions(packets: Sequence[PacketInfo], wanted: set[int],
+                     spans: list[range] | None = None) -> list[int] | None:
     """Decoding positions to keep so that the packets at ``wanted`` positions decode as in the full stream.
 
-    In each of the :func:`wanted_spans`, the reference frames and the wanted frames. None when a left-out
-    packet carries a parameter set that the next kept packet does not carry again byte for byte (later
-    frames might depend on it).
+    In each of the :func:`wanted_spans` (pass them when already computed), the reference frames and the
+    wanted frames. None when a left-out packet carries a parameter set that the next kept packet does not
+    carry again byte for byte (later frames might depend on it).
     """
-    spans = wanted_spans(packets, wanted)
+    spans = wanted_spans(packets, wanted) if spans is None else spans
     keep: list[int] = []
     dropped_parameter_sets: set[bytes] = set()
     span_index = 0
@@ -336,8 +337,9 @@ def sparse_stream(path: str | Path, indices: Sequence[int], num_frames: int) -> 
             return None
         order = scan_result.presentation_order
         wanted = {order[index] for index in indices}
-        keep = needed_positions(packets, wanted)
-        reference_decodes = sum(len(span) for span in wanted_spans(packets, wanted))
+        spans = wanted_spans(packets, wanted)
+        keep = needed_positions(packets, wanted, spans)
+        reference_decodes = sum(len(span) for span in spans)
         if keep is None or len(keep) > reference_decodes * (1 - MIN_DROPPED_FRACTION):
             return None
         data = _copy_packets(path, scan_result, keep)

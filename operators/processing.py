@@ -38,7 +38,7 @@ class Outcome:
 
 @dataclass
 class Job:
-    """One sample to process: its id, video path and duration-bearing metadata."""
+    """One sample to process: its id, its video path and what to do with it (the operation's ``todo`` payload)."""
 
     sample_id: str
     filepath: str
