@@ -23,9 +23,10 @@ from __future__ import annotations
 import functools
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +74,19 @@ def hevc_unit(header: memoryview) -> tuple[str, int]:
     return UNKNOWN, temporal_id
 
 
-# Codec (FFmpeg name) -> how to read its NAL unit headers, header size in bytes, and where the length-prefix
-# size sits in its configuration record (avcC / hvcC) and the record's minimum size.
+class NalSyntax(NamedTuple):
+    """How one codec's packets are read: its NAL unit headers, and its avcC / hvcC configuration record."""
+
+    read_unit: Callable[[memoryview], tuple[str, int]]  # NAL header -> (kind, temporal layer)
+    header_size: int  # bytes of a NAL unit header
+    length_size_at: int  # where the record keeps (NAL length prefix size - 1) in its low 2 bits
+    min_record_size: int  # a shorter record is not one
+
+
+# Codecs (FFmpeg names) whose packets can be thinned.
 NAL_SYNTAX = {
-    "h264": (h264_unit, 1, 4, 7),
-    "hevc": (hevc_unit, 2, 21, 23),
+    "h264": NalSyntax(h264_unit, header_size=1, length_size_at=4, min_record_size=7),
+    "hevc": NalSyntax(hevc_unit, header_size=2, length_size_at=21, min_record_size=23),
 }
 
 # Below this share of the frames the reference decodes left out, copying the stream costs more than it saves
@@ -151,7 +160,7 @@ def packet_info(payload: memoryview, pts: int, dts: int | None, keyframe: bool, 
     A packet whose content is not plainly understood (an unknown NAL type, a truncated length, no slice)
     counts as a reference frame, so it is never left out.
     """
-    read_unit, header_size = NAL_SYNTAX[codec][:2]
+    read_unit, header_size = NAL_SYNTAX[codec].read_unit, NAL_SYNTAX[codec].header_size
     idr = reference = False
     temporal_id = slices = offset = 0
     parameter_sets = set()
@@ -176,10 +185,10 @@ def packet_info(payload: memoryview, pts: int, dts: int | None, keyframe: bool, 
 
 def _length_size(codec: str, extradata: bytes | None) -> int | None:
     """Bytes per NAL length prefix from an avcC / hvcC record; None for Annex-B streams (start codes)."""
-    position, minimum = NAL_SYNTAX[codec][2:]
-    if not extradata or len(extradata) < minimum or extradata[0] != 1:
+    syntax = NAL_SYNTAX[codec]
+    if not extradata or len(extradata) < syntax.min_record_size or extradata[0] != 1:
         return None
-    return (extradata[position] & 0x03) + 1
+    return (extradata[syntax.length_size_at] & 0x03) + 1
 
 
 def _open_best_video(path: Path):
