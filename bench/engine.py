@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import tiny_model  # noqa: E402
-from conftest import make_video  # noqa: E402
+from media import make_video  # noqa: E402
 
 from marlin_core import Marlin  # noqa: E402
 from marlin_core.video import load_video  # noqa: E402

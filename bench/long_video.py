@@ -20,6 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from media import ffmpeg  # noqa: E402
+
 CHILD = """
 import json, resource, sys, time
 import torch
@@ -38,9 +40,8 @@ print(json.dumps({"seconds": time.perf_counter() - started, "windows": windows[-
 
 
 def make_1080p(path: Path, minutes: float) -> Path:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi",
-                    "-i", f"testsrc2=size=1920x1080:rate=10:duration={minutes * 60}",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True)
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=10:duration={minutes * 60}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
     return path
 
 

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import torch  # noqa: E402
+from media import ffmpeg  # noqa: E402
 
 from marlin_core import video as video_module  # noqa: E402
 from marlin_core.inputs import prepare_inputs  # noqa: E402
@@ -58,11 +59,8 @@ def make_clip(name: str, size: str, fps: float, seconds: float, fast: bool = Fal
     # superfast keeps x264's B-frames (ultrafast has none), so long clips are thinned like real ones.
     quality = ["-preset", "superfast", "-crf", "30"] if fast else ["-preset", "veryfast"]
     print(f"[bench] making {path} ({size}, {fps} fps, {seconds:g} s)", flush=True)
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
-         "-c:v", "libx264", *quality, "-pix_fmt", "yuv420p", str(path) + ".part.mp4"],
-        check=True,
-    )
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
+           "-c:v", "libx264", *quality, "-pix_fmt", "yuv420p", str(path) + ".part.mp4")
     os.replace(str(path) + ".part.mp4", path)
     return path
 
@@ -71,8 +69,7 @@ def make_long_clips() -> dict[str, Path]:
     ten = make_clip("1080p_10min_b", "1920x1080", 25, LONG_CLIP_S, fast=True)
     two = CACHE / "1080p_2min_b.mp4"
     if not two.is_file():
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(ten), "-t", f"{WINDOW_S - 2:g}", "-c", "copy", str(two)],
-                       check=True)
+        ffmpeg("-i", str(ten), "-t", f"{WINDOW_S - 2:g}", "-c", "copy", str(two))
     return {"1080p_2min": two, "1080p_10min": ten}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ _PLUGINS_DIR = Path(tempfile.mkdtemp(prefix="marlin-plugins-"))
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(_PLUGINS_DIR)
 
 import tiny_model  # noqa: E402
+from media import ffmpeg, make_clip  # noqa: E402
 import torch  # noqa: E402
 
 # One thread: on 2 cores shared with ffmpeg and MongoDB, torch's default of 2 runs 10-20x slower.
@@ -81,36 +81,11 @@ def random_marlin(random_model_dir):
     return Marlin.from_pretrained(random_model_dir)
 
 
-def make_video(path: Path, *, source: str = "testsrc2", size: str = "128x96", fps: float = 10,
-               seconds: float = 2.0, extra: list[str] | None = None) -> Path:
-    """Write an H.264 clip with ffmpeg (``testsrc2`` pattern or ``color=<name>``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if source.startswith("color="):
-        lavfi = f"color=c={source.split('=', 1)[1]}:s={size}:r={fps}:d={seconds}"
-    else:
-        lavfi = f"{source}=size={size}:rate={fps}:duration={seconds}"
-    subprocess.run(
-        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", lavfi, *(extra or []),
-         "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )
-    return path
 
 
 # --- clips the video tests check bit-identity on, and files each VideoError is about ---
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True)
-
-
-def make_clip(path: Path, size: str, fps: float, seconds: float, *, filters: str | None = None,
-              pix_fmt: str = "yuv420p", extra: tuple[str, ...] = ()) -> Path:
-    """An H.264 ``testsrc2`` clip (moving, detailed content: resize rounding differences would show)."""
-    vf = ["-vf", filters] if filters else []
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}", *vf, *extra,
-           "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", pix_fmt, str(path))
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import fiftyone.operators as foo
 import pytest
 from fiftyone.operators.executor import ExecutionError
 
-from conftest import make_video
+from media import make_video
 
 FPS = 10
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import tiny_model
 from qwen_vl_utils import process_vision_info
-from conftest import make_clip
+from media import make_clip
 
 from marlin_core.inputs import (
     build_messages,

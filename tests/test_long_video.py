@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_video
+from media import make_video
 from marlin_core.video import probe
 from marlin_core.windows import plan_windows
 

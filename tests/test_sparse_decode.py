@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ffmpeg, make_clip
+from media import ffmpeg, make_clip
 from test_video import assert_matches_reference
 from torchcodec.decoders import VideoDecoder
 
