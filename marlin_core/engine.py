@@ -445,7 +445,7 @@ class Marlin:
         videos: Iterable[VideoLike],
         *,
         batch_size: int = 1,
-        prefetch_depth: int = DEFAULT_DEPTH,
+        prefetch_depth: int | None = None,
         max_new_tokens: int = CAPTION_MAX_NEW_TOKENS,
         prompt: str | None = None,
         do_sample: bool = False,
@@ -461,8 +461,9 @@ class Marlin:
         Videos that fit in one window go ``batch_size`` per ``generate`` call; longer ones are
         captioned window by window, with ``window_progress(video, done, total)`` after each window
         and ``window_store(video)`` keeping finished windows for a resumed run. ``prefetch_depth``
-        videos are decoded ahead in a thread (0: none; the default 1 makes captioning ~15% faster even on
-        2 CPU cores, where decoding and the model share the cores: bench/engine.py).
+        videos are decoded ahead in a thread; None = 1 when the model is on an accelerator, 0 on the
+        CPU, where decoding and the model compete for the same cores (bench/engine.py: 1.2-1.3x slower
+        with prefetch on 2 cores).
         """
         settings = GenerationSettings(max_new_tokens, do_sample, temperature, top_p)
         text = prompt or CAPTION_PROMPT
@@ -495,7 +496,7 @@ class Marlin:
             pending.clear()
             return done
 
-        for video, loaded in prefetch(videos, load, depth=prefetch_depth):
+        for video, loaded in prefetch(videos, load, depth=self._prefetch_depth(prefetch_depth)):
             if isinstance(loaded, BaseException) or loaded is None:
                 yield from flush()
                 yield video, loaded if loaded is not None else self._safe(lambda: caption_windowed(video))
@@ -509,7 +510,7 @@ class Marlin:
         self,
         items: Iterable[tuple[VideoLike, Sequence[str]]],
         *,
-        prefetch_depth: int = DEFAULT_DEPTH,
+        prefetch_depth: int | None = None,
         max_new_tokens: int = FIND_MAX_NEW_TOKENS,
         prompt: str | None = None,
         window_s: float | None = DEFAULT_WINDOW_S,
@@ -519,8 +520,8 @@ class Marlin:
     ) -> Iterator[tuple[VideoLike, list[dict] | BaseException]]:
         """Yield ``(video, [result per query] or exception)`` for ``(video, queries)`` items, in order.
 
-        Each video is decoded once (ahead, in a background thread; see ``iter_captions`` for
-        ``prefetch_depth``) and encoded once for all its queries.
+        Each video is decoded once (ahead, in a background thread on an accelerator; see
+        ``iter_captions`` for ``prefetch_depth``) and encoded once for all its queries.
         """
         sampling = self._sampling(video_options)
 
@@ -530,7 +531,7 @@ class Marlin:
                 return video  # decoded window by window by find_many()
             return load_video(video, sampling)
 
-        for (video, queries), loaded in prefetch(items, load, depth=prefetch_depth):
+        for (video, queries), loaded in prefetch(items, load, depth=self._prefetch_depth(prefetch_depth)):
             if isinstance(loaded, BaseException):
                 yield video, loaded
                 continue
@@ -539,6 +540,11 @@ class Marlin:
                 window_store=window_store(video) if window_store else None,
                 window_progress=(lambda done, total: window_progress(video, done, total)) if window_progress else None,
                 **video_options))
+
+    def _prefetch_depth(self, requested: int | None) -> int:
+        if requested is not None:
+            return requested
+        return 0 if self.device.type == "cpu" else DEFAULT_DEPTH
 
     @staticmethod
     def _safe(call: Callable[[], Any]) -> Any:
