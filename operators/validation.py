@@ -13,6 +13,8 @@ import math
 import fiftyone as fo
 
 from marlin_core.queries import query_problem
+
+from .evaluation import foreign_copy_fields
 from marlin_core.windows import DEFAULT_OVERLAP_S
 
 __all__ = ["RESERVED_FIELDS", "check", "problems"]
@@ -142,7 +144,7 @@ def _model_problems(values: dict) -> dict[str, str]:
 
 
 def _query_problems(values: dict) -> dict[str, str]:
-    from .find import parse_queries
+    from .find import parse_queries  # find imports base, which imports this module
 
     queries = parse_queries(values.get("queries"))
     if not queries:
@@ -168,9 +170,10 @@ def _evaluate_problems(values: dict, dataset) -> dict[str, str]:
     eval_key = values.get("eval_key") or "marlin_eval"
     if not str(eval_key).isidentifier() or keyword.iskeyword(str(eval_key)) or str(eval_key).startswith("_"):
         found["eval_key"] = f"{eval_key!r}: an evaluation key is a name made of letters, digits and '_'"
-    elif dataset is not None and any(dataset.has_sample_field(f"{eval_key}{suffix}") and f"{eval_key}{suffix}"
-                                     in names.values() for suffix in ("", "_predictions", "_ground_truth")):
+    elif any(f"{eval_key}{suffix}" in names.values() for suffix in ("", "_predictions", "_ground_truth", "_iou")):
         found["eval_key"] = f"{eval_key!r}: the evaluation would write over the fields it reads"
+    elif dataset is not None and (foreign := foreign_copy_fields(dataset, str(eval_key))):
+        found["eval_key"] = f"{eval_key!r}: fields {', '.join(foreign)} exist and are not this evaluation's"
     return found
 
 
