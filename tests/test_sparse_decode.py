@@ -1,4 +1,4 @@
-"""marlin_core.sparse_decode: leaving out frames no sampled frame depends on changes no decoded pixel.
+"""marlin_core.video._sparse: leaving out frames no sampled frame depends on changes no decoded pixel.
 
 The decoded frames are checked against torchcodec decoding the original file (``torch.equal``), and
 ``load_video`` against qwen-vl-utils itself, on real ffmpeg encodings chosen for their structure: B-frame
@@ -19,8 +19,8 @@ from media import ffmpeg, make_clip
 from test_video import assert_matches_reference
 from torchcodec.decoders import VideoDecoder
 
-from marlin_core import video as video_module
-from marlin_core.sparse_decode import (
+from marlin_core.video import decode as decode_module
+from marlin_core.video._sparse import (
     IDR,
     NO_PICTURE,
     NON_REFERENCE,
@@ -146,7 +146,7 @@ def test_timestamps_that_differ_make_the_reader_decode_the_file(encodings, monke
         stream = sparse_stream(path, indices, num_frames)
         return replace(stream, pts_s=[t + 0.5 for t in stream.pts_s])
 
-    monkeypatch.setattr(video_module, "sparse_stream", shifted)
+    monkeypatch.setattr(decode_module, "sparse_stream", shifted)
     path = encodings["b_pyramid.mp4"]
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(path)
@@ -158,7 +158,7 @@ def test_a_copy_that_cannot_be_opened_makes_the_reader_decode_the_file(encodings
     def corrupt(path, indices, num_frames):
         return replace(sparse_stream(path, indices, num_frames), data=b"not a video")
 
-    monkeypatch.setattr(video_module, "sparse_stream", corrupt)
+    monkeypatch.setattr(decode_module, "sparse_stream", corrupt)
     path = encodings["b_pyramid.mp4"]
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(path)
@@ -174,7 +174,7 @@ def test_a_copy_that_lost_the_rotation_makes_the_reader_decode_the_file(tmp_path
     def unrotated(path, indices, num_frames):
         return replace(sparse_stream(path, indices, num_frames), data=sparse_stream(upright, indices, num_frames).data)
 
-    monkeypatch.setattr(video_module, "sparse_stream", unrotated)
+    monkeypatch.setattr(decode_module, "sparse_stream", unrotated)
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(rotated)
     assert_matches_reference(sampled, rotated)
@@ -184,7 +184,7 @@ def test_a_copy_that_lost_the_rotation_makes_the_reader_decode_the_file(tmp_path
 def test_sparse_decoding_can_be_switched_off(encodings, monkeypatch):
     path = encodings["b_pyramid.mp4"]
     sparse = load_video(path)
-    monkeypatch.setattr(video_module, "SPARSE_DECODE", False)
+    monkeypatch.setattr(decode_module, "SPARSE_DECODE", False)
     assert torch.equal(load_video(path).frames, sparse.frames)
 
 

@@ -170,6 +170,20 @@ ERRORS = [
 ]
 
 
+def test_every_video_exception_is_a_marlin_error_defined_in_errors():
+    import marlin_core.errors as errors
+    import marlin_core.video as video
+
+    exported = [getattr(video, name) for name in video.__all__]
+    exceptions = [item for item in exported if isinstance(item, type) and issubclass(item, BaseException)]
+    assert {error.__name__ for error in exceptions} == {
+        "VideoError", "VideoNotFoundError", "EmptyVideoFileError", "NotAVideoError", "NoVideoStreamError",
+        "UndecodableVideoError", "NoFramesError", "VideoTooShortError", "SamplingOptionError",
+    }
+    for error in exceptions:
+        assert issubclass(error, MarlinError) and getattr(errors, error.__name__) is error
+
+
 @pytest.mark.parametrize("name, error, cause", ERRORS)
 def test_each_bad_file_raises_its_video_error(broken, name, error, cause):
     for call in (probe, load_video):

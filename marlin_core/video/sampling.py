@@ -1,22 +1,11 @@
-"""Read a video the way Marlin's reference preprocessing does, bit for bit, in less time and memory.
+"""Which frames Marlin's reference preprocessing samples, and at what size: pure arithmetic, no decoding.
 
 Why this module exists: Marlin's recorded outputs were produced by qwen-vl-utils 0.0.14
-(``process_vision_info(..., image_patch_size=16, return_video_metadata=True)``), and transformers' own video
-loading gives different frame sizes on HD video. So the frames must be exactly qwen-vl-utils' frames:
-the same frame indices, the same target size, the same antialiased bicubic resize. What we do better:
-
-* the sampled frames come out of torchcodec ``get_frames_at``, as in the reference, but from a copy of the
-  H.264/HEVC stream without the frames no sampled frame depends on (``sparse_decode.py``: ~40% fewer
-  frames decoded on x264's default B-frames, same decoder, same pixels), in chunks, and the resize of one
-  chunk overlaps the decoding of the next (a decoder thread and the calling thread, on half of torch's
-  threads so that idle ones do not spin against the decoder);
-* the resize works frame by frame through one reused float buffer and writes straight into the uint8
-  output, instead of turning the whole clip into one float tensor (1 GB for 40 frames of 1080p): 3x less
-  CPU for the same values;
-* frames are kept as uint8 (the reference returns the same integer values as float32, 4x the memory;
-  the processor turns both into identical ``pixel_values_videos``);
-* options are resolved once, in :meth:`SamplingOptions.resolve`, into a :class:`SamplingPlan` that says
-  what was used (``plan.describe()``), and every failure is a :class:`VideoError` naming the file and cause.
+(``process_vision_info(..., image_patch_size=16)``); to give the model the same inputs we must pick the same
+frame indices and the same target size. The functions here mirror its ``smart_nframes``,
+``calculate_video_frame_range`` and ``smart_resize`` one by one (tests compare them with qwen-vl-utils), and
+:meth:`SamplingOptions.resolve` is the one place where options, the environment and the file meet, giving a
+:class:`SamplingPlan` that says what was used.
 
 Environment variables (qwen-vl-utils 0.0.14 is the reference, so we follow what *it* reads):
 
@@ -28,10 +17,10 @@ Environment variables (qwen-vl-utils 0.0.14 is the reference, so we follow what 
   recorded outputs. A value other than ``torchcodec`` is logged once as ignored.
 * ``FPS``, ``FPS_MAX_FRAMES``, ``FPS_MIN_FRAMES``, ``VIDEO_MAX_PIXELS`` (listed on the model card):
   ignored, as qwen-vl-utils 0.0.14 ignores them (its constants are 2.0 fps, at least 4 and at most 768
-  frames, and the pixel cap above). A set one is logged once, naming the option to pass instead
-  (``fps``, ``max_frames``, ``min_frames``, ``max_pixels``), and listed by ``SamplingPlan.describe()``.
+  frames, and the pixel cap above). A set one is logged once as a warning, naming the option to pass
+  instead (``fps``, ``max_frames``, ``min_frames``, ``max_pixels``); :func:`ignored_environment` lists them.
 
-Frame indices in this module are 0-based decoder indices (torchcodec's), inclusive where a range is given.
+Frame indices are 0-based decoder indices (torchcodec's), inclusive where a range is given.
 """
 
 from __future__ import annotations
@@ -41,16 +30,36 @@ import math
 import numbers
 import os
 import threading
-from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from .errors import MarlinError
-from .prefetch import prefetch
-from .sparse_decode import sparse_stream
+from ..errors import SamplingOptionError, VideoError, VideoTooShortError
+
+__all__ = [
+    "DEFAULT_DECODE_THREADS",
+    "DEFAULT_FPS",
+    "DEFAULT_MIN_FRAMES",
+    "DEFAULT_MODEL_SEQ_LEN",
+    "FRAME_FACTOR",
+    "FRAME_LIMIT",
+    "SIZE_FACTOR",
+    "VIDEO_BACKEND",
+    "VIDEO_MAX_PIXELS",
+    "VIDEO_MIN_PIXELS",
+    "SamplingOptions",
+    "SamplingPlan",
+    "VideoInfo",
+    "decode_threads",
+    "env_model_seq_len",
+    "frame_pixel_cap",
+    "frame_size",
+    "frame_window",
+    "ignored_environment",
+    "sample_count",
+    "sample_indices",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,15 +77,6 @@ MIN_PIXELS_HEADROOM = 1.05  # the per-frame cap never goes below 1.05 x min_pixe
 MAX_ASPECT_RATIO = 200  # smart_resize refuses thinner frames
 VIDEO_BACKEND = "torchcodec"  # what the reference decoded with; also written into the metadata
 
-# --- speed knobs (results do not depend on them)
-# Frames per decode chunk: big enough to amortise the calls, small enough that decoded 1080p frames
-# (4 x 6 MB) are resized soon; 2, 4 and 8 measure the same on 2 cores (bench/preprocess.py --sweep).
-RESIZE_CHUNK_FRAMES = 4
-# Chunks the decoder thread may run ahead of the resizing (each holds chunk_frames full-resolution frames).
-DECODE_AHEAD_CHUNKS = 2
-# Decode a copy of the stream without the frames no sampled frame depends on (sparse_decode.py); False
-# decodes the file as the reference does (same frames, more work), e.g. to compare the two.
-SPARSE_DECODE = True
 # 0 lets FFmpeg pick one thread per core; TORCHCODEC_NUM_THREADS overrides it (qwen-vl-utils reads it too).
 DEFAULT_DECODE_THREADS = 0
 
@@ -89,61 +89,6 @@ IGNORED_ENV_VARS = {
 }
 _warned_env: set[str] = set()
 _warned_env_lock = threading.Lock()
-
-
-# ---------------------------------------------------------------------------------------------------- errors
-
-# What to do about a file FFmpeg opens but cannot decode.
-REENCODE_HINT = "the file may be corrupt or truncated: re-export it or re-encode it (ffmpeg -i in.mp4 -c:v libx264 out.mp4)"
-
-
-class VideoError(Exception):
-    """A video that cannot be used; the message is ``"<path>: <cause>"`` plus what to do.
-
-    Attributes:
-        path: the file concerned.
-        cause: the reason, without the path.
-    """
-
-    def __init__(self, path: str | Path, cause: str):
-        self.path = str(path)
-        self.cause = cause
-        super().__init__(f"{self.path}: {cause}")
-
-
-class VideoNotFoundError(VideoError):
-    """No file at that path."""
-
-
-class EmptyVideoFileError(VideoError):
-    """The file has 0 bytes."""
-
-
-class NotAVideoError(VideoError):
-    """FFmpeg cannot read the file as a media container (or it is a directory)."""
-
-
-class NoVideoStreamError(VideoError):
-    """The container holds no video stream (e.g. audio only)."""
-
-
-class UndecodableVideoError(VideoError):
-    """The video stream exists but its frames cannot be decoded (corrupt or truncated data)."""
-
-
-class NoFramesError(VideoError):
-    """The video stream holds no frames."""
-
-
-class VideoTooShortError(VideoError):
-    """Fewer than 2 frames in the video or the requested window: nothing to sample a frame pair from."""
-
-
-class SamplingOptionError(MarlinError, ValueError):
-    """A sampling option out of range; the message names it and the accepted values."""
-
-
-# ---------------------------------------------------------------------------------------------------- probe
 
 
 @dataclass(frozen=True)
@@ -170,47 +115,7 @@ class VideoInfo:
     codec: str | None
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise VideoNotFoundError(path, "no such file; check the path (relative paths start at the working directory)")
-    if path.is_dir():
-        raise NotAVideoError(path, "is a directory, not a video file")
-    if path.stat().st_size == 0:
-        raise EmptyVideoFileError(path, "the file is empty (0 bytes); re-copy or re-export it")
-    if not os.access(path, os.R_OK):
-        raise VideoError(path, "permission denied; make the file readable for this user")
-
-
-def _classify_open_failure(path: Path, error: Exception) -> VideoError:
-    """Turn a failed torchcodec open into the VideoError that says why, by reading the container header."""
-    from torchcodec.decoders import Demuxer, get_container_metadata
-
-    try:
-        container = get_container_metadata(path)
-    except Exception as header_error:  # noqa: BLE001 - any failure here means FFmpeg cannot parse the file
-        return NotAVideoError(
-            path, f"not a video file FFmpeg can read ({_first_line(header_error)}); check that it is a video "
-            "(mp4, mov, mkv, webm, avi, ...) and that it was copied completely"
-        )
-    kinds = [stream.media_type for stream in container.streams]
-    if container.best_video_stream_index is None and "video" not in kinds:
-        if "audio" in kinds:
-            return NoVideoStreamError(path, "no video stream (audio only); Marlin needs a video track")
-        held = ", ".join(kinds) if kinds else "no streams at all"
-        return NoVideoStreamError(path, f"no video stream (the file holds {held})")
-    try:
-        next(iter(Demuxer(path, streams="video")))
-    except StopIteration:
-        return NoFramesError(path, f"the video stream holds no frames; {REENCODE_HINT}")
-    except Exception:  # noqa: BLE001 - an unreadable stream is reported as undecodable below
-        pass
-    return UndecodableVideoError(path, f"the video stream cannot be decoded ({_first_line(error)}); {REENCODE_HINT}")
-
-
-def _first_line(error: Exception) -> str:
-    """The useful part of a torchcodec/FFmpeg message (they start with a C++ source location)."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text.rsplit(", ", 1)[-1] if ".cpp:" in text else text
+# ---------------------------------------------------------------------------------------------------- environment
 
 
 def _env_number(name: str, default: int, parse) -> int:
@@ -226,90 +131,6 @@ def _env_number(name: str, default: int, parse) -> int:
 def decode_threads() -> int:
     """Decoder threads: ``TORCHCODEC_NUM_THREADS`` when set (as qwen-vl-utils), else DEFAULT_DECODE_THREADS."""
     return _env_number("TORCHCODEC_NUM_THREADS", DEFAULT_DECODE_THREADS, int)
-
-
-def _open(path: str | Path):
-    """Open ``path`` with torchcodec (exact seek mode, like the reference) and describe it.
-
-    Returns:
-        ``(decoder, VideoInfo)``.
-
-    Raises:
-        VideoError: a subclass naming the cause.
-    """
-    from torchcodec.decoders import VideoDecoder
-
-    path = Path(path)
-    _check_file(path)
-    try:
-        decoder = VideoDecoder(str(path), num_ffmpeg_threads=decode_threads())
-    except (RuntimeError, ValueError) as error:
-        raise _classify_open_failure(path, error) from error
-    meta = decoder.metadata
-    if not meta.num_frames:
-        raise NoFramesError(path, f"the video stream holds no frames; {REENCODE_HINT}")
-    info = VideoInfo(
-        path=path,
-        duration_s=float(meta.duration_seconds or meta.num_frames / meta.average_fps),
-        fps=float(meta.average_fps),
-        num_frames=int(meta.num_frames),
-        width=int(meta.width),
-        height=int(meta.height),
-        rotation_deg=float(meta.rotation or 0.0),
-        codec=meta.codec,
-    )
-    return decoder, info
-
-
-def _decode(decoder, path: Path, indices: list[int]) -> torch.Tensor:
-    try:
-        return decoder.get_frames_at(indices=indices).data
-    except (RuntimeError, ValueError, IndexError) as error:
-        raise UndecodableVideoError(
-            path, f"frames {indices[0]}-{indices[-1]} cannot be decoded ({_first_line(error)}); {REENCODE_HINT}"
-        ) from error
-
-
-def video_info(path: str | Path) -> VideoInfo:
-    """Describe ``path`` from torchcodec's scan of its packets, decoding nothing (see :func:`probe`).
-
-    Raises:
-        VideoError: a subclass naming the cause, when the file cannot be opened as a video.
-    """
-    return _open(path)[1]
-
-
-def probe(path: str | Path) -> VideoInfo:
-    """Check that ``path`` is a decodable video and describe it; decodes only the first frame.
-
-    Args:
-        path: the video file.
-
-    Returns:
-        Its :class:`VideoInfo`.
-
-    Raises:
-        VideoNotFoundError, EmptyVideoFileError, NotAVideoError, NoVideoStreamError, NoFramesError,
-        UndecodableVideoError: the cause is in the message, after the path.
-    """
-    decoder, info = _open(path)
-    _decode(decoder, info.path, [0])
-    return info
-
-
-# ---------------------------------------------------------------------------------------------------- sampling
-
-
-def _round_by_factor(number: float, factor: int) -> int:
-    return round(number / factor) * factor
-
-
-def _ceil_by_factor(number: float, factor: int) -> int:
-    return math.ceil(number / factor) * factor
-
-
-def _floor_by_factor(number: float, factor: int) -> int:
-    return math.floor(number / factor) * factor
 
 
 def env_model_seq_len() -> int:
@@ -337,6 +158,21 @@ def _warn_ignored_environment(ignored: dict[str, str]) -> None:
             "%s=%s is ignored: qwen-vl-utils 0.0.14, whose preprocessing produced Marlin's reference outputs, "
             "does not read it; %s", name, value, advice,
         )
+
+
+# ---------------------------------------------------------------------------------------------------- reference arithmetic
+
+
+def _round_by_factor(number: float, factor: int) -> int:
+    return round(number / factor) * factor
+
+
+def _ceil_by_factor(number: float, factor: int) -> int:
+    return math.ceil(number / factor) * factor
+
+
+def _floor_by_factor(number: float, factor: int) -> int:
+    return math.floor(number / factor) * factor
 
 
 def sample_count(window_frames: int, video_fps: float, fps: float, min_frames: int, max_frames: int | None) -> int:
@@ -419,6 +255,9 @@ def frame_pixel_cap(count: int, min_pixels: int, max_pixels: int | None, model_s
     budget = model_seq_len * SIZE_FACTOR * SIZE_FACTOR * PIXEL_BUDGET_FRACTION
     cap = max(min(VIDEO_MAX_PIXELS, budget / count * FRAME_FACTOR), int(min_pixels * MIN_PIXELS_HEADROOM))
     return cap if max_pixels is None else min(max_pixels, cap)
+
+
+# ---------------------------------------------------------------------------------------------------- options -> plan
 
 
 @dataclass(frozen=True)
@@ -610,212 +449,3 @@ class SamplingOptions:
             f"window {window} holds {max(last - first + 1, 0)} frame(s) of a {info.duration_s:.2f} s video "
             f"at {info.fps:g} fps; at least 2 are needed: widen the window or check video_start/video_end"
         )
-
-
-# ---------------------------------------------------------------------------------------------------- decode + resize
-
-
-@dataclass(frozen=True, eq=False)
-class SampledVideo:
-    """The sampled, resized frames of one video (or window), ready for the processor.
-
-    Attributes:
-        path: the video file.
-        info: its :class:`VideoInfo`.
-        plan: the :class:`SamplingPlan` that produced the frames (``plan.describe()`` says what was used).
-        frames: uint8 tensor ``(T, 3, H, W)``, contiguous; equal in value to qwen-vl-utils' float32 frames.
-    """
-
-    path: Path
-    info: VideoInfo
-    plan: SamplingPlan
-    frames: torch.Tensor
-
-    @property
-    def options(self) -> SamplingOptions:
-        return self.plan.options
-
-    @property
-    def metadata(self) -> dict:
-        """The video metadata exactly as ``process_vision_info(..., return_video_metadata=True)`` returns it.
-
-        ``frames_indices`` are 0-based frame indices of the whole video; the processor writes the timestamp
-        ``<t seconds>`` of each frame pair from them as ``index / fps``.
-        """
-        return {
-            "fps": self.plan.video_fps,
-            "frames_indices": list(self.plan.frame_indices),
-            "total_num_frames": self.plan.window_frames,
-            "video_backend": VIDEO_BACKEND,
-        }
-
-    @property
-    def video_kwargs(self) -> dict:
-        """The processor kwargs ``process_vision_info(..., return_video_kwargs=True)`` returns with metadata."""
-        return {"do_sample_frames": False}
-
-
-def resize_frames(frames: torch.Tensor, height: int, width: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Antialiased bicubic resize of uint8 frames, bit-identical to qwen-vl-utils' torchvision call.
-
-    torchvision's ``resize`` on a uint8 tensor casts to float32, interpolates (bicubic, antialias), clamps to
-    0..255 and rounds; this does the same operations one frame at a time through one reused contiguous
-    float buffer (each output value is computed by the same kernel from the same inputs, so the result is
-    equal), which keeps the working set in cache: 3x less CPU than resizing the clip as one float tensor.
-
-    Args:
-        frames: uint8 ``(T, 3, H, W)``, any memory layout.
-        height, width: target size in pixels.
-        out: uint8 ``(T, 3, height, width)`` to write into; allocated when None.
-
-    Returns:
-        ``out``.
-    """
-    count, channels = frames.shape[:2]
-    if out is None:
-        out = torch.empty((count, channels, height, width), dtype=torch.uint8)
-    source = torch.empty((1, *frames.shape[1:]), dtype=torch.float32)
-    for k in range(count):
-        source.copy_(frames[k : k + 1])
-        resized = F.interpolate(source, size=[height, width], mode="bicubic", align_corners=False, antialias=True)
-        out[k : k + 1].copy_(resized.clamp_(0, 255).round_())
-    return out
-
-
-def decode_chunks(count: int, chunk_frames: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` positions of the sampled frames to decode together: the first frame alone (so resizing
-    starts as soon as it is decoded), then ``chunk_frames`` at a time."""
-    bounds = [0, *range(1, count, chunk_frames), count]
-    return list(zip(bounds, bounds[1:]))
-
-
-def resize_threads() -> int:
-    """Torch threads for resizing while the decoder thread decodes: half the cores, at least one.
-
-    Both run at once; with all of torch's threads the idle ones spin waiting for work and slow the decoder
-    down (on 2 cores, 1 torch thread makes loading ~15% faster than 2).
-    """
-    return max(1, torch.get_num_threads() // 2)
-
-
-@contextmanager
-def _torch_threads(count: int):
-    """Use ``count`` torch threads in this thread for the duration (a per-thread setting; restored after)."""
-    previous = torch.get_num_threads()
-    if count == previous:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-# Stream metadata that decides how torchcodec turns decoded pictures into RGB frames: the sparse copy must
-# keep every one of them.
-PIXEL_METADATA = ("codec", "width", "height", "rotation", "pixel_aspect_ratio", "pixel_format", "color_primaries",
-                  "color_space", "color_transfer_characteristic")
-
-
-class _FrameReader:
-    """Decodes chunks of the sampled frames: from a :class:`SparseStream` when there is one, else the file.
-
-    Every chunk decoded from the sparse copy is checked against the timestamps the original file gives those
-    frames; on a mismatch or a decoding error the reader falls back to the original file for good.
-    """
-
-    def __init__(self, decoder, info: VideoInfo, indices: list[int]):
-        self.decoder, self.path, self.indices = decoder, info.path, indices
-        self.sparse = sparse_stream(info.path, indices, info.num_frames) if SPARSE_DECODE else None
-        self.sparse_decoder = None
-        if self.sparse is not None:
-            from torchcodec.decoders import VideoDecoder
-
-            try:
-                self.sparse_decoder = VideoDecoder(self.sparse.data, num_ffmpeg_threads=decode_threads())
-            except (RuntimeError, ValueError) as error:
-                self._give_up_sparse(f"cannot be opened ({_first_line(error)})")
-            else:
-                copy, original = self.sparse_decoder.metadata, decoder.metadata
-                if copy.num_frames != self.sparse.kept:
-                    self._give_up_sparse(f"holds {copy.num_frames} frames, not {self.sparse.kept}")
-                elif differing := [key for key in PIXEL_METADATA if getattr(copy, key) != getattr(original, key)]:
-                    self._give_up_sparse(f"describes its frames differently ({', '.join(differing)})")
-
-    @property
-    def frames_decoded(self) -> str:
-        """How many frames decoding reads, for logs and benchmarks."""
-        if self.sparse_decoder is None:
-            return "all frames up to the last sampled one"
-        return f"{self.sparse.kept} of {self.sparse.total} frames"
-
-    def read(self, start: int, stop: int) -> torch.Tensor:
-        """uint8 ``(stop - start, 3, H, W)``: the sampled frames ``start:stop`` (positions in ``indices``)."""
-        if self.sparse_decoder is not None:
-            try:
-                batch = self.sparse_decoder.get_frames_at(indices=self.sparse.indices[start:stop])
-            except (RuntimeError, ValueError, IndexError) as error:
-                self._give_up_sparse(f"cannot be decoded ({_first_line(error)})")
-            else:
-                expected = torch.tensor(self.sparse.pts_s[start:stop], dtype=batch.pts_seconds.dtype)
-                if torch.allclose(batch.pts_seconds, expected, rtol=0, atol=1e-6):
-                    return batch.data
-                self._give_up_sparse("gives other timestamps than the file")
-        return _decode(self.decoder, self.path, self.indices[start:stop])
-
-    def _give_up_sparse(self, why: str) -> None:
-        logger.warning("%s: decoding every frame (the reference does too): the copy without unneeded frames %s",
-                       self.path, why)
-        self.sparse_decoder = None
-
-
-def load_video(path: str | Path, options: SamplingOptions | None = None, *, chunk_frames: int = RESIZE_CHUNK_FRAMES) -> SampledVideo:
-    """Decode and resize the frames qwen-vl-utils would sample from ``path``; equal to its frames, faster.
-
-    The sampled frames are decoded (from a sparse copy of the stream when possible, see
-    :mod:`marlin_core.sparse_decode`) ``chunk_frames`` at a time in a background thread while the previous
-    chunk is resized here, so at most ``DECODE_AHEAD_CHUNKS + 1`` chunks of full-resolution frames are in
-    memory at once, however long the video.
-
-    Args:
-        path: the video file.
-        options: sampling options; None = the reference defaults.
-        chunk_frames: frames per decode/resize step (speed and memory only).
-
-    Returns:
-        The :class:`SampledVideo`.
-
-    Raises:
-        VideoError: a subclass naming the file and the cause (see :func:`probe`, plus VideoTooShortError).
-    """
-    options = options or SamplingOptions()
-    decoder, info = _open(path)
-    plan = options.resolve(info)
-    indices = list(plan.frame_indices)
-    reader = _FrameReader(decoder, info, indices)
-    chunks = decode_chunks(len(indices), chunk_frames)
-    frames = None
-    decoding = prefetch(chunks, lambda chunk: reader.read(*chunk), depth=DECODE_AHEAD_CHUNKS)
-    with closing(decoding):  # an error stops the decoder thread at once
-        for k, ((start, stop), decoded) in enumerate(decoding):
-            if isinstance(decoded, Exception):
-                raise decoded
-            if frames is None:
-                plan = _fit_plan(plan, options, info, decoded)
-                frames = torch.empty((len(indices), decoded.shape[1], plan.height, plan.width), dtype=torch.uint8)
-            # While the decoder works, resize on half the cores; the last chunk gets them all.
-            last = k + 1 == len(chunks)
-            with _torch_threads(torch.get_num_threads() if last else resize_threads()):
-                resize_frames(decoded, plan.height, plan.width, out=frames[start:stop])
-            del decoded
-    logger.debug("%s: decoded %s", info.path, reader.frames_decoded)
-    return SampledVideo(path=info.path, info=info, plan=plan, frames=frames)
-
-
-def _fit_plan(plan: SamplingPlan, options: SamplingOptions, info: VideoInfo, decoded: torch.Tensor) -> SamplingPlan:
-    """Re-plan the frame size when decoded frames differ in size from the metadata (the reference uses the frames)."""
-    height, width = decoded.shape[-2:]
-    if (height, width) == (plan.source_height, plan.source_width):
-        return plan
-    return options.resolve(info, frame_height=height, frame_width=width)
