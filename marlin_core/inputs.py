@@ -77,9 +77,10 @@ def video_metadata(video: SampledVideo, timestamps: str = TIMESTAMPS_VIDEO) -> d
     return metadata
 
 
-def _processor_kwargs(processor, sampled: SampledVideo) -> dict:
-    """The processor kwargs of the reference call: ``do_resize=False`` (frames are already sized) and its kwargs."""
-    kwargs = {"do_resize": False, "return_tensors": "pt", **sampled.video_kwargs}
+def _processor_kwargs(processor) -> dict:
+    """The processor kwargs of the reference call: frames are already sampled and sized (``do_sample_frames`` is
+    what ``process_vision_info(..., return_video_kwargs=True)`` returns with metadata)."""
+    kwargs = {"do_resize": False, "do_sample_frames": False, "return_tensors": "pt"}
     if hasattr(processor.video_processor, "cap_pixels_per_frame"):
         # Only read when resizing, which do_resize=False skips; set so transformers does not warn that it is unset.
         kwargs["cap_pixels_per_frame"] = False
@@ -135,7 +136,7 @@ def prepare_inputs(
         text=[text],
         videos=[sampled.frames],
         video_metadata=[video_metadata(sampled, timestamps)],
-        **_processor_kwargs(processor, sampled),
+        **_processor_kwargs(processor),
     )
 
 
@@ -170,7 +171,7 @@ def prepare_batch(
         video_metadata=[video_metadata(s, timestamps) for s in sampled],
         padding=True,
         padding_side="left",
-        **_processor_kwargs(processor, sampled[0]),
+        **_processor_kwargs(processor),
     )
 
 

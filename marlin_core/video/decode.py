@@ -182,7 +182,7 @@ class SampledVideo:
     Attributes:
         path: the video file.
         info: its :class:`VideoInfo`.
-        plan: the :class:`SamplingPlan` that produced the frames (``plan.describe()`` says what was used).
+        plan: the :class:`SamplingPlan` that produced the frames (what was sampled, at what size, from what).
         frames: uint8 tensor ``(T, 3, H, W)``, contiguous; equal in value to qwen-vl-utils' float32 frames.
     """
 
@@ -208,11 +208,6 @@ class SampledVideo:
             "total_num_frames": self.plan.window_frames,
             "video_backend": VIDEO_BACKEND,
         }
-
-    @property
-    def video_kwargs(self) -> dict:
-        """The processor kwargs ``process_vision_info(..., return_video_kwargs=True)`` returns with metadata."""
-        return {"do_sample_frames": False}
 
 
 def decode_chunks(count: int, chunk_frames: int) -> list[tuple[int, int]]:

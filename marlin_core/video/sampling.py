@@ -30,7 +30,7 @@ import math
 import numbers
 import os
 import threading
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -38,27 +38,10 @@ import torch
 from ..errors import SamplingOptionError, VideoError, VideoTooShortError
 
 __all__ = [
-    "DEFAULT_DECODE_THREADS",
-    "DEFAULT_FPS",
-    "DEFAULT_MIN_FRAMES",
-    "DEFAULT_MODEL_SEQ_LEN",
-    "FRAME_FACTOR",
-    "FRAME_LIMIT",
-    "SIZE_FACTOR",
-    "VIDEO_BACKEND",
-    "VIDEO_MAX_PIXELS",
-    "VIDEO_MIN_PIXELS",
-    "SamplingOptions",
-    "SamplingPlan",
-    "VideoInfo",
-    "decode_threads",
-    "env_model_seq_len",
-    "frame_pixel_cap",
-    "frame_size",
-    "frame_window",
-    "ignored_environment",
-    "sample_count",
-    "sample_indices",
+    "DEFAULT_DECODE_THREADS", "DEFAULT_FPS", "DEFAULT_MIN_FRAMES", "DEFAULT_MODEL_SEQ_LEN", "FRAME_FACTOR", "FRAME_LIMIT",
+    "SIZE_FACTOR", "VIDEO_BACKEND", "VIDEO_MAX_PIXELS", "VIDEO_MIN_PIXELS", "SamplingOptions", "SamplingPlan", "VideoInfo",
+    "decode_threads", "env_model_seq_len", "frame_pixel_cap", "frame_size", "frame_window", "ignored_environment",
+    "sample_count", "sample_indices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -273,7 +256,6 @@ class SamplingPlan:
         height, width: resized frame size in pixels (multiples of 32).
         min_pixels, max_pixels: the per-frame pixel bounds used for the resize.
         model_seq_len: the token budget the pixel cap was derived from.
-        ignored_env: environment variables that were set but ignored (name -> value).
     """
 
     options: "SamplingOptions"
@@ -288,7 +270,6 @@ class SamplingPlan:
     min_pixels: int
     max_pixels: int | float
     model_seq_len: int
-    ignored_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def window_frames(self) -> int:
@@ -299,20 +280,6 @@ class SamplingPlan:
     def start_s(self) -> float:
         """Time of the window's first frame, in seconds (``first_frame / video_fps``)."""
         return self.first_frame / self.video_fps
-
-    def describe(self) -> str:
-        """One line saying what was sampled and how frames are resized, for logs and reports."""
-        end_s = (self.last_frame + 1) / self.video_fps
-        text = (
-            f"{len(self.frame_indices)} frames (indices {self.frame_indices[0]}..{self.frame_indices[-1]}) of "
-            f"{self.window_frames} in {self.start_s:.2f}-{end_s:.2f} s at {self.options.fps:g} fps "
-            f"(video {self.video_fps:.3f} fps), resized {self.source_width}x{self.source_height} -> "
-            f"{self.width}x{self.height} (pixels per frame {self.min_pixels}..{int(self.max_pixels)}, "
-            f"MODEL_SEQ_LEN {self.model_seq_len})"
-        )
-        if self.ignored_env:
-            text += "; ignored env " + ", ".join(f"{k}={v}" for k, v in sorted(self.ignored_env.items()))
-        return text
 
 
 def _is_real(value) -> bool:
@@ -405,8 +372,7 @@ class SamplingOptions:
             VideoTooShortError: the video or window has fewer than 2 frames.
             VideoError: frames too thin to resize (aspect ratio beyond 200:1).
         """
-        ignored = ignored_environment()
-        _warn_ignored_environment(ignored)
+        _warn_ignored_environment(ignored_environment())
         model_seq_len = self.model_seq_len or env_model_seq_len()
         first, last = frame_window(info.num_frames, info.fps, self.video_start, self.video_end)
         if first >= last:
@@ -437,7 +403,6 @@ class SamplingOptions:
             min_pixels=self.min_pixels,
             max_pixels=cap,
             model_seq_len=model_seq_len,
-            ignored_env=ignored,
         )
 
     def _too_short_cause(self, info: VideoInfo, first: int, last: int) -> str:
