@@ -19,6 +19,7 @@ from media import ffmpeg, make_clip
 from test_video import assert_matches_reference
 from torchcodec.decoders import VideoDecoder
 
+from marlin_core.video import _sparse
 from marlin_core.video import decode as decode_module
 from marlin_core.video._sparse import (
     IDR,
@@ -115,6 +116,25 @@ def test_load_video_still_equals_qwen_vl_utils(encodings, name, options):
 def test_streams_it_does_not_understand_or_cannot_thin_are_left_alone(encodings, name):
     path = encodings[name]
     assert sparse_stream(path, sampled_indices(path), len(VideoDecoder(str(path)))) is None
+
+
+def test_each_reason_to_decode_the_file_is_logged_once_at_info(encodings, caplog):
+    # A cause that turns the saving off for every file must be visible without DEBUG logging, once.
+    _sparse._logged_reasons.clear()
+    b_frames, no_b_frames, mpeg4 = encodings["b_pyramid.mp4"], encodings["no_b_frames.mp4"], encodings["mpeg4.avi"]
+    calls = [  # (file, frames asked for, torchcodec's frame count, the reason logged)
+        (mpeg4, sampled_indices(mpeg4), 200, "its codec (mpeg4) is not H.264 or HEVC"),
+        (encodings["annex_b.ts"], [0, 10], 200, "the stream is Annex-B"),
+        (no_b_frames, sampled_indices(no_b_frames), 200, "fewer than 10% of the frames the reference decodes"),
+        (b_frames, sampled_indices(b_frames), 199, "the packet scan counts other frames than torchcodec"),
+    ]
+    with caplog.at_level(logging.DEBUG, logger="marlin_core.video"):
+        for path, indices, num_frames, _ in calls * 2:
+            assert sparse_stream(path, indices, num_frames) is None
+    for path, _, _, reason in calls:
+        levels = [record.levelno for record in caplog.records if reason in record.getMessage()]
+        assert levels == [logging.INFO, logging.DEBUG], reason
+        assert f"{path}: decoding every frame" in caplog.text
 
 
 def test_annex_b_streams_are_not_thinned(encodings):
