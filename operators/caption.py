@@ -92,8 +92,10 @@ class CaptionVideos(ModelOperator):
         return UNTOUCHED if occupied and not params.overwrite else True
 
     def results(self, marlin, jobs, params: CaptionParams, window_progress, window_store):
+        from marlin_core import WorkItem
+
         return marlin.iter_captions(
-            [job.filepath for job in jobs],
+            [WorkItem(job.sample_id, job.filepath) for job in jobs],
             batch_size=params.batch_size,
             max_new_tokens=params.max_new_tokens,
             prompt=params.prompt,

@@ -155,8 +155,11 @@ class FindEvents(ModelOperator):
         return UNTOUCHED if remaining else None
 
     def results(self, marlin, jobs, params: FindParams, window_progress, window_store):
+        from marlin_core import WorkItem
+
         return marlin.iter_finds(
-            [(job.filepath, job.payload) for job in jobs],
+            [WorkItem(job.sample_id, job.filepath, tuple(job.payload)) for job in jobs],
+            batch_size=params.batch_size,
             max_new_tokens=params.max_new_tokens,
             window_s=params.window_s,
             window_progress=window_progress,

@@ -154,28 +154,10 @@ class SampleWindowStore(WindowStore):
         update_sample(self.dataset, self.sample_id, add)
 
 
-class _JobCursor:
-    """Which job the engine is working on: results come in job order, so it is the count of results seen.
-
-    Engine callbacks name only the video path; two samples may share one file, so the path alone is not
-    the sample. The cursor is advanced by the thread that reads the engine's iterator.
-    """
-
-    def __init__(self, jobs: list[Job]):
-        self.jobs, self.index = jobs, 0
-
-    def current(self, video) -> Job:
-        job = self.jobs[min(self.index, len(self.jobs) - 1)]
-        if job.filepath == str(video):
-            return job
-        return next(j for j in self.jobs[self.index:] if j.filepath == str(video))
-
-
-def _pump(results: Iterator, events: queue.Queue, stop: threading.Event, cursor: _JobCursor) -> None:
+def _pump(results: Iterator, events: queue.Queue, stop: threading.Event) -> None:
     """Move the engine's results into ``events`` (run in a thread, so window progress can be shown live)."""
     try:
         for item in results:
-            cursor.index += 1
             events.put(("result", item))
             if stop.is_set():
                 break
@@ -230,24 +212,26 @@ def run_model(ctx, operator, params, view, record: RunRecord,
 
 
 def _process(ctx, operator, params, dataset, jobs, marlin, record, outcome, should_stop):
-    cursor = _JobCursor(jobs)
+    """Run the engine over ``jobs`` (keyed by sample id) in a thread; write each result as it comes."""
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
     total = len(jobs)
+    position = {job.sample_id: index for index, job in enumerate(jobs)}
+    job_of = {job.sample_id: job for job in jobs}
 
-    def window_progress(video, done: int, total_windows: int) -> None:
-        index = cursor.jobs.index(cursor.current(video))
+    def window_progress(sample_id, done: int, total_windows: int) -> None:
+        index = position[sample_id]
         events.put(("progress", Progress((index + done / total_windows) / total,
-                                         f"{index}/{total} {video} (window {done}/{total_windows})")))
+                                         f"{index}/{total} {job_of[sample_id].filepath} "
+                                         f"(window {done}/{total_windows})")))
         record.heartbeat()
 
-    def window_store(video) -> SampleWindowStore:
-        job = cursor.current(video)
-        return SampleWindowStore(dataset, job.sample_id, partial_field(operator.window_field(params)),
-                                 operator.window_fingerprint(job, params))
+    def window_store(sample_id) -> SampleWindowStore:
+        return SampleWindowStore(dataset, sample_id, partial_field(operator.window_field(params)),
+                                 operator.window_fingerprint(job_of[sample_id], params))
 
     results = operator.results(marlin, jobs, params, window_progress, window_store)
-    worker = threading.Thread(target=_pump, args=(results, events, stop, cursor), daemon=True)
+    worker = threading.Thread(target=_pump, args=(results, events, stop), daemon=True)
     worker.start()
     index = 0
     try:
@@ -260,9 +244,10 @@ def _process(ctx, operator, params, dataset, jobs, marlin, record, outcome, shou
             elif kind == "end":
                 return
             else:
-                job = jobs[index]
+                sample_id, result = item
+                job = job_of[sample_id]
                 index += 1
-                _store_result(dataset, job, item[1], operator, params, outcome)
+                _store_result(dataset, job, result, operator, params, outcome)
                 record.heartbeat(outcome.as_dict())
                 yield Progress(index / total, f"{index}/{total} {job.filepath}")
                 if index < total and should_stop():
