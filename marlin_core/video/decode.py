@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..prefetch import prefetch
 from ._sparse import sparse_stream
-from .resize import _torch_threads, resize_frames, resize_threads
+from .resize import limited_threads, resize_frames, resize_threads
 from .sampling import VIDEO_BACKEND, SamplingOptions, SamplingPlan, VideoInfo, decode_threads
 
 __all__ = ["RESIZE_CHUNK_FRAMES", "SampledVideo", "decode_chunks", "load_video", "probe", "video_info"]
@@ -311,7 +311,7 @@ def load_video(path: str | Path, options: SamplingOptions | None = None, *, chun
                 frames = torch.empty((len(indices), decoded.shape[1], plan.height, plan.width), dtype=torch.uint8)
             # While the decoder works, resize on half the cores; the last chunk gets them all.
             last = k + 1 == len(chunks)
-            with _torch_threads(torch.get_num_threads() if last else resize_threads()):
+            with limited_threads(torch.get_num_threads() if last else resize_threads()):
                 resize_frames(decoded, plan.height, plan.width, out=frames[start:stop])
             del decoded
     logger.debug("%s: decoded %s", info.path, reader.frames_decoded)
