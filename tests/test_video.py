@@ -7,6 +7,7 @@ ffmpeg-made clips: our frames must equal its frames (``torch.equal``) and our me
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -153,8 +154,9 @@ def test_limited_threads_changes_the_count_of_the_calling_thread_only():
 def test_library_code_never_sets_torch_thread_counts():
     # They are process-wide: only the application (or a test) may choose them.
     package = Path(marlin_core.__file__).parent
+    setter = re.compile(r"\bset_num(_interop)?_threads\(")  # torch.set_num_threads( and the like
     offenders = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
-                 if "set_num_threads(" in path.read_text() or "set_num_interop_threads(" in path.read_text()]
+                 if setter.search(path.read_text())]
     assert offenders == []
 
 
