@@ -7,6 +7,7 @@ ffmpeg-made clips: our frames must equal its frames (``torch.equal``) and our me
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 from qwen_vl_utils import vision_process as qwen
 
+import marlin_core
 from marlin_core.errors import MarlinError
 from marlin_core.prefetch import prefetch
 from marlin_core.video import (
@@ -34,10 +36,12 @@ from marlin_core.video import (
     decode_threads,
     frame_size,
     frame_window,
+    ignored_environment,
     load_video,
     probe,
     sample_count,
 )
+from marlin_core.video.resize import _omp_set_num_threads, limited_threads
 
 
 def reference(path: Path, **element) -> tuple[torch.Tensor, dict]:
@@ -57,7 +61,6 @@ def assert_matches_reference(sampled: SampledVideo, path: Path, **element) -> No
     assert sampled.frames.shape == frames.shape
     assert torch.equal(sampled.frames.float(), frames)
     assert sampled.metadata == metadata
-    assert sampled.video_kwargs == {"do_sample_frames": False}
 
 
 # ------------------------------------------------------------------------------------------- bit-identity
@@ -114,6 +117,49 @@ def test_loading_leaves_torch_threads_as_they_were(clips):
         torch.set_num_threads(before)
 
 
+def test_limited_threads_changes_the_count_of_the_calling_thread_only():
+    # torch.set_num_threads would also give a thread that first uses torch meanwhile the lowered count, for good.
+    assert _omp_set_num_threads() is not None, "torch's OpenMP runtime was not found: resizing would use every thread"
+    seen: dict[str, int] = {}
+    waiting, release = threading.Event(), threading.Event()
+
+    def existing():
+        torch.get_num_threads()
+        waiting.set()
+        release.wait()
+        seen["existing thread"] = torch.get_num_threads()
+
+    def fresh():
+        seen["fresh thread"] = torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        started = threading.Thread(target=existing)
+        started.start()
+        waiting.wait()
+        with limited_threads(1):
+            seen["inside"] = torch.get_num_threads()
+            release.set()
+            started.join()
+            thread = threading.Thread(target=fresh)
+            thread.start()
+            thread.join()
+        seen["after"] = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"inside": 1, "existing thread": 2, "fresh thread": 2, "after": 2}
+
+
+def test_library_code_never_sets_torch_thread_counts():
+    # They are process-wide: only the application (or a test) may choose them.
+    package = Path(marlin_core.__file__).parent
+    setter = re.compile(r"\bset_num(_interop)?_threads\(")  # torch.set_num_threads( and the like
+    offenders = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
+                 if setter.search(path.read_text())]
+    assert offenders == []
+
+
 def test_pure_functions_agree_with_qwen_vl_utils():
     for total in (2, 3, 7, 25, 275, 600, 2000, 40_000):
         for video_fps in (7.5, 25.0, 29.97, 60.0):
@@ -168,6 +214,20 @@ ERRORS = [
     ("zero_frames", NoFramesError, "the video stream holds no frames"),
     ("garbage", UndecodableVideoError, "cannot be decoded"),
 ]
+
+
+def test_every_video_exception_is_a_marlin_error_defined_in_errors():
+    import marlin_core.errors as errors
+    import marlin_core.video as video
+
+    exported = [getattr(video, name) for name in video.__all__]
+    exceptions = [item for item in exported if isinstance(item, type) and issubclass(item, BaseException)]
+    assert {error.__name__ for error in exceptions} == {
+        "VideoError", "VideoNotFoundError", "EmptyVideoFileError", "NotAVideoError", "NoVideoStreamError",
+        "UndecodableVideoError", "NoFramesError", "VideoTooShortError", "SamplingOptionError",
+    }
+    for error in exceptions:
+        assert issubclass(error, MarlinError) and getattr(errors, error.__name__) is error
 
 
 @pytest.mark.parametrize("name, error, cause", ERRORS)
@@ -235,7 +295,8 @@ def test_model_card_environment_variables_are_ignored_and_said_so(clips, monkeyp
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(clips["one_second"])
     assert torch.equal(sampled.frames, baseline.frames) and sampled.metadata == baseline.metadata
-    assert "FPS_MAX_FRAMES=2" in sampled.plan.describe() and "FORCE_QWENVL_VIDEO_READER=decord" in sampled.plan.describe()
+    assert ignored_environment() == {"FPS_MAX_FRAMES": "2", "FPS": "8", "FPS_MIN_FRAMES": "20",
+                                     "VIDEO_MAX_PIXELS": "1000", "FORCE_QWENVL_VIDEO_READER": "decord"}
     warned = caplog.text
     assert "FPS_MAX_FRAMES=2 is ignored" in warned and "pass max_frames= instead" in warned
 
@@ -249,12 +310,13 @@ def test_model_seq_len_and_decoder_threads_come_from_the_environment(clips, monk
     assert torch.equal(sampled.frames, load_video(clips["480p"], SamplingOptions(model_seq_len=2000)).frames)
 
 
-def test_plan_describes_what_was_used(clips):
+def test_plan_says_what_was_used(clips):
     plan = load_video(clips["480p"], SamplingOptions(video_start=2.0, video_end=6.0)).plan
     assert plan.first_frame == 50 and plan.last_frame == 150 and plan.window_frames == 101
     assert plan.start_s == 2.0 and len(plan.frame_indices) == 8 and FRAME_LIMIT == 768
-    assert plan.describe().startswith("8 frames (indices 50..150) of 101 in 2.00-6.04 s at 2 fps")
-    assert "resized 854x480 -> 864x480" in plan.describe()
+    assert (plan.frame_indices[0], plan.frame_indices[-1], plan.video_fps, plan.options.fps) == (50, 150, 25.0, 2.0)
+    assert (plan.source_width, plan.source_height, plan.width, plan.height) == (854, 480, 864, 480)
+    assert plan.model_seq_len == 128000 and plan.min_pixels == 131072
 
 
 # ------------------------------------------------------------------------------------------- prefetch
