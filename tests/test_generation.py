@@ -87,6 +87,16 @@ def test_keyed_items_come_back_under_their_keys(trained_marlin, color_videos):
     assert finds[1][0] == "b" and isinstance(finds[1][1], ValueError) and "at least one query" in str(finds[1][1])
 
 
+def test_a_batch_sorted_by_prompt_length_comes_back_in_input_order(trained_marlin, color_videos, clips):
+    videos = [color_videos["red"], clips["one_second"], clips["rotated"]]  # the first prompt is longer than the second
+    lengths = [trained_marlin.prepare(v, CAPTION_PROMPT)["input_ids"].shape[1] for v in videos]
+    assert lengths[0] > lengths[1]
+    outcomes = list(trained_marlin.iter_captions(videos, batch_size=3, max_new_tokens=12))
+    assert [key for key, _ in outcomes] == videos
+    assert [r["caption"] for _, r in outcomes] == [trained_marlin.caption(v, max_new_tokens=12)["caption"]
+                                                    for v in videos]
+
+
 def test_auto_batch_size_fits_free_memory():
     per_video = (14_664 + 256) * PEAK_BYTES_PER_TOKEN
     assert auto_batch_size(80 * GIB, 14_664, 256) == AUTO_MAX_BATCH
