@@ -10,7 +10,7 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench app
+.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu app
 
 install:
 	@bash scripts/install.sh
@@ -46,6 +46,10 @@ bench: install
 	$(PY) bench/preprocess.py
 	$(PY) bench/engine.py
 	$(PY) bench/long_video.py
+
+# The engine against the reference path at Marlin-2B's shape on CUDA; SMALL=1: a tiny width that runs on a CPU (CI).
+bench-gpu: install
+	$(PY) bench/gpu.py $(if $(SMALL),--small)
 
 app: install plugin-link
 	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)')); s.wait()"

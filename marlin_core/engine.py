@@ -21,8 +21,9 @@ and up to ``N`` new tokens, vocabulary ``V``:
   + B x P x prefill activations per token     (transient: vision tower, MLPs, gated-delta-net chunks; the
                                                largest term, ~150 KiB/token measured on an H100 with the
                                                PyTorch fallback kernels)
-  + B x V x 4 bytes x ~3                      (one step's float32 logits, generate's copy and the confidence
-                                               recorder's log-softmax: ~3 MiB per video at V = 248,320)
+  + B x V x 4 bytes x ~5                      (one step's logits: the head's output, generate's float32 copy,
+                                               the confidence recorder's log-softmax, temporaries: ~5 MiB per
+                                               video at V = 248,320, measured on the CPU by tests/test_memory.py)
 
 Nothing is proportional to ``N x V``: confidences keep one float per generated token, never a step's
 logits (tests/test_memory.py measures it); ``find_many``'s shared prefix runs the language-model head on

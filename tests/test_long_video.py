@@ -6,6 +6,7 @@ import contextlib
 
 import pytest
 
+from marlin_core import WorkItem
 from media import make_video
 from marlin_core.video import probe
 from marlin_core.windows import plan_windows
@@ -97,6 +98,28 @@ def test_interrupted_video_resumes_at_the_window_level(trained_marlin, five_minu
         resumed = trained_marlin.caption(five_minute_video, max_new_tokens=40, window_store=store, **SPARSE)
     assert len(calls) == 2
     assert resumed == uninterrupted
+
+
+def test_keyed_items_sharing_one_file_keep_their_own_windows(trained_marlin, five_minute_video):
+    """Two samples may point at one file: progress and finished windows are reported under each item's key."""
+    progress, stores = [], {}
+    items = [WorkItem("sample-a", five_minute_video), WorkItem("sample-b", five_minute_video)]
+    outcomes = list(trained_marlin.iter_captions(
+        items, max_new_tokens=8, window_progress=lambda key, done, total: progress.append((key, done, total)),
+        window_store=lambda key: stores.setdefault(key, DictWindowStore()), **SPARSE))
+    windows = plan_windows(probe(five_minute_video).duration_s)
+    assert [key for key, _ in outcomes] == ["sample-a", "sample-b"]
+    assert progress == [(key, i + 1, len(windows)) for key in ("sample-a", "sample-b") for i in range(len(windows))]
+    assert sorted(stores) == ["sample-a", "sample-b"]
+    assert all(sorted(store.windows) == windows for store in stores.values())
+    assert outcomes[0][1] == outcomes[1][1]
+
+
+def test_find_batch_windows_like_find(trained_marlin, five_minute_video, color_videos):
+    pairs = [(five_minute_video, "red light"), (color_videos["blue"], "blue sky")]
+    batched = trained_marlin.find_batch(pairs, **SPARSE)
+    assert batched == [trained_marlin.find(video, query, **SPARSE) for video, query in pairs]
+    assert len(batched[0]["windows"]) == 3
 
 
 def test_operator_uses_and_clears_stored_windows(dataset, trained_model_dir, five_minute_video):

@@ -7,6 +7,7 @@ ffmpeg-made clips: our frames must equal its frames (``torch.equal``) and our me
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 from qwen_vl_utils import vision_process as qwen
 
+import marlin_core
 from marlin_core.errors import MarlinError
 from marlin_core.prefetch import prefetch
 from marlin_core.video import (
@@ -39,6 +41,7 @@ from marlin_core.video import (
     probe,
     sample_count,
 )
+from marlin_core.video.resize import _omp_set_num_threads, limited_threads
 
 
 def reference(path: Path, **element) -> tuple[torch.Tensor, dict]:
@@ -112,6 +115,49 @@ def test_loading_leaves_torch_threads_as_they_were(clips):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_limited_threads_changes_the_count_of_the_calling_thread_only():
+    # torch.set_num_threads would also give a thread that first uses torch meanwhile the lowered count, for good.
+    assert _omp_set_num_threads() is not None, "torch's OpenMP runtime was not found: resizing would use every thread"
+    seen: dict[str, int] = {}
+    waiting, release = threading.Event(), threading.Event()
+
+    def existing():
+        torch.get_num_threads()
+        waiting.set()
+        release.wait()
+        seen["existing thread"] = torch.get_num_threads()
+
+    def fresh():
+        seen["fresh thread"] = torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        started = threading.Thread(target=existing)
+        started.start()
+        waiting.wait()
+        with limited_threads(1):
+            seen["inside"] = torch.get_num_threads()
+            release.set()
+            started.join()
+            thread = threading.Thread(target=fresh)
+            thread.start()
+            thread.join()
+        seen["after"] = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"inside": 1, "existing thread": 2, "fresh thread": 2, "after": 2}
+
+
+def test_library_code_never_sets_torch_thread_counts():
+    # They are process-wide: only the application (or a test) may choose them.
+    package = Path(marlin_core.__file__).parent
+    setter = re.compile(r"\bset_num(_interop)?_threads\(")  # torch.set_num_threads( and the like
+    offenders = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
+                 if setter.search(path.read_text())]
+    assert offenders == []
 
 
 def test_pure_functions_agree_with_qwen_vl_utils():

@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
+from ..errors import error_summary
+
 __all__ = ["SparseStream", "sparse_stream"]
 
 logger = logging.getLogger(__name__)
@@ -355,7 +357,7 @@ def sparse_stream(path: str | Path, indices: Sequence[int], num_frames: int) -> 
     try:
         result = _sparse_copy(path, indices, num_frames)
     except Exception as error:  # noqa: BLE001 - any surprise means: decode the original file instead
-        _log_fallback(path, f"{type(error).__name__} while reading the stream", str(error).strip().split("\n")[0])
+        _log_fallback(path, f"{type(error).__name__} while reading the stream", error_summary(error))
         return None
     if isinstance(result, str):
         _log_fallback(path, result)

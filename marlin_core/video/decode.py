@@ -33,10 +33,11 @@ from ..errors import (
     UndecodableVideoError,
     VideoError,
     VideoNotFoundError,
+    error_summary,
 )
 from ..prefetch import prefetch
 from ._sparse import sparse_stream
-from .resize import _torch_threads, resize_frames, resize_threads
+from .resize import limited_threads, resize_frames, resize_threads
 from .sampling import VIDEO_BACKEND, SamplingOptions, SamplingPlan, VideoInfo, decode_threads
 
 __all__ = ["RESIZE_CHUNK_FRAMES", "SampledVideo", "decode_chunks", "load_video", "probe", "video_info"]
@@ -79,7 +80,7 @@ def _classify_open_failure(path: Path, error: Exception) -> VideoError:
         container = get_container_metadata(path)
     except Exception as header_error:  # noqa: BLE001 - any failure here means FFmpeg cannot parse the file
         return NotAVideoError(
-            path, f"not a video file FFmpeg can read ({_first_line(header_error)}); check that it is a video "
+            path, f"not a video file FFmpeg can read ({error_summary(header_error)}); check that it is a video "
             "(mp4, mov, mkv, webm, avi, ...) and that it was copied completely"
         )
     kinds = [stream.media_type for stream in container.streams]
@@ -94,13 +95,7 @@ def _classify_open_failure(path: Path, error: Exception) -> VideoError:
         return NoFramesError(path, f"the video stream holds no frames; {REENCODE_HINT}")
     except Exception:  # noqa: BLE001 - an unreadable stream is reported as undecodable below
         pass
-    return UndecodableVideoError(path, f"the video stream cannot be decoded ({_first_line(error)}); {REENCODE_HINT}")
-
-
-def _first_line(error: Exception) -> str:
-    """The useful part of a torchcodec/FFmpeg message (they start with a C++ source location)."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text.rsplit(", ", 1)[-1] if ".cpp:" in text else text
+    return UndecodableVideoError(path, f"the video stream cannot be decoded ({error_summary(error)}); {REENCODE_HINT}")
 
 
 def _open(path: str | Path):
@@ -141,7 +136,7 @@ def _decode(decoder, path: Path, indices: list[int]) -> torch.Tensor:
         return decoder.get_frames_at(indices=indices).data
     except (RuntimeError, ValueError, IndexError) as error:
         raise UndecodableVideoError(
-            path, f"frames {indices[0]}-{indices[-1]} cannot be decoded ({_first_line(error)}); {REENCODE_HINT}"
+            path, f"frames {indices[0]}-{indices[-1]} cannot be decoded ({error_summary(error)}); {REENCODE_HINT}"
         ) from error
 
 
@@ -240,7 +235,7 @@ class _FrameReader:
             try:
                 self.sparse_decoder = VideoDecoder(self.sparse.data, num_ffmpeg_threads=decode_threads())
             except (RuntimeError, ValueError) as error:
-                self._give_up_sparse(f"cannot be opened ({_first_line(error)})")
+                self._give_up_sparse(f"cannot be opened ({error_summary(error)})")
             else:
                 copy, original = self.sparse_decoder.metadata, decoder.metadata
                 if copy.num_frames != self.sparse.kept:
@@ -261,7 +256,7 @@ class _FrameReader:
             try:
                 batch = self.sparse_decoder.get_frames_at(indices=self.sparse.indices[start:stop])
             except (RuntimeError, ValueError, IndexError) as error:
-                self._give_up_sparse(f"cannot be decoded ({_first_line(error)})")
+                self._give_up_sparse(f"cannot be decoded ({error_summary(error)})")
             else:
                 expected = torch.tensor(self.sparse.pts_s[start:stop], dtype=batch.pts_seconds.dtype)
                 if torch.allclose(batch.pts_seconds, expected, rtol=0, atol=1e-6):
@@ -311,7 +306,7 @@ def load_video(path: str | Path, options: SamplingOptions | None = None, *, chun
                 frames = torch.empty((len(indices), decoded.shape[1], plan.height, plan.width), dtype=torch.uint8)
             # While the decoder works, resize on half the cores; the last chunk gets them all.
             last = k + 1 == len(chunks)
-            with _torch_threads(torch.get_num_threads() if last else resize_threads()):
+            with limited_threads(torch.get_num_threads() if last else resize_threads()):
                 resize_frames(decoded, plan.height, plan.width, out=frames[start:stop])
             del decoded
     logger.debug("%s: decoded %s", info.path, reader.frames_decoded)

@@ -3,17 +3,20 @@
 Why this module exists: the reference resizes the whole clip as one float32 tensor (1 GB for 40 frames of
 1080p); doing the same operations frame by frame through one reused float buffer gives the same values
 with 3x less CPU, and running it on fewer torch threads while a decoder thread works keeps idle threads
-from spinning against the decoder.
+from spinning against the decoder (:func:`limited_threads`, which changes no other thread's count).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resize_frames", "resize_threads"]
+__all__ = ["limited_threads", "resize_frames", "resize_threads"]
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -53,14 +56,58 @@ def resize_threads() -> int:
 
 
 @contextmanager
-def _torch_threads(count: int):
-    """Use ``count`` torch threads in this thread for the duration (a per-thread setting; restored after)."""
-    previous = torch.get_num_threads()
-    if count == previous:
+def limited_threads(count: int):
+    """Run torch operations of *this* thread on ``count`` threads for the duration; nothing else changes.
+
+    ``torch.set_num_threads`` is not used: besides this thread's count it changes the count ATen gives every
+    thread that starts using torch meanwhile, for good (a process-wide setting read once per thread). OpenMP's
+    ``omp_set_num_threads`` changes only the calling thread's team size, which is what ATen's parallel loops
+    use. Where torch's OpenMP runtime cannot be found, the count is left as it is (same frames, only slower).
+    """
+    previous = torch.get_num_threads()  # also gives this thread torch's count before it is changed below
+    set_threads = _omp_set_num_threads()
+    if count == previous or set_threads is None:
         yield
         return
-    torch.set_num_threads(count)
+    set_threads(count)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        set_threads(previous)
+
+
+@functools.lru_cache(maxsize=1)
+def _omp_set_num_threads():
+    """``omp_set_num_threads`` of the OpenMP runtime torch runs its parallel loops on, or None.
+
+    Checked once: setting it must change what ``torch.get_num_threads()`` reports in this thread.
+    """
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    for path in _openmp_libraries():
+        try:
+            set_threads = ctypes.CDLL(str(path)).omp_set_num_threads
+        except (OSError, AttributeError):
+            continue
+        before = torch.get_num_threads()
+        probe = 2 if before == 1 else 1
+        set_threads(probe)
+        works = torch.get_num_threads() == probe
+        set_threads(before)
+        if works:
+            return set_threads
+    return None
+
+
+def _openmp_libraries() -> list[Path]:
+    """OpenMP runtimes this process has loaded (Linux), then those shipped in torch's lib folder."""
+    names = ("libgomp", "libomp", "libiomp5")
+    loaded = []
+    maps = Path("/proc/self/maps")
+    if maps.is_file():
+        for line in maps.read_text().splitlines():
+            path = Path(line.split()[-1]).resolve() if "/" in line else None
+            if path is not None and path.name.startswith(names) and path not in loaded:
+                loaded.append(path)
+    shipped = sorted(path.resolve() for path in (Path(torch.__file__).parent / "lib").glob("lib*omp*"))
+    return loaded + [path for path in shipped if path.name.startswith(names) and path not in loaded]

@@ -1,0 +1,279 @@
+"""The engine against the reference path at Marlin-2B's shape (issue 16's table), reproducible; ``--small`` on a CPU.
+
+Builds a checkpoint with random weights, makes clips with ffmpeg, then runs each path in a fresh process
+(so peak memory and warm-up are each path's own) and prints one table:
+
+- ``reference``: qwen-vl-utils ``process_vision_info`` + the processor + plain ``model.generate``, one video
+  at a time (the seed's path, what Marlin's recorded outputs were made with);
+- ``engine ...``: ``Marlin.iter_captions`` one at a time, with the default batch size (what the operators do
+  with no settings: 1 on the CPU, automatic on CUDA), and batches of 4 and 8;
+- ``10 x find`` / ``find_many``: ten queries on one longer video, and ``find_many`` with the shared-prefix
+  pass computing full logits as before issue 16 (``find_many, full prefix logits``), for its peak memory.
+
+Columns: wall seconds; items/s (videos; find rows: queries); ratio to the reference's wall (find rows: to ``10 x find``); peak memory
+(CUDA: ``max_memory_allocated``; CPU: the process's peak RSS above the loaded model, glibc told to unmap
+freed blocks so the RSS follows live memory); decode ms per step (a step = one forward of one token for the
+whole batch); wait = wall seconds outside ``generate`` (decoding, preprocessing, parsing: the GPU idles);
+same = answers whose text equals the reference's (find rows: ``10 x find``'s).
+
+The model shape (``--small`` off): Qwen3.5-2B as the issue describes it (24 text layers, 3 gated-delta-net :
+1 full-attention, hidden 2048, vocab 248,320, a 24-layer vision tower) — issue 16 and marlin-facts.md. The
+remaining sizes are Qwen3.5-2B's public config.json as remembered here (not checked: no hub access in this
+session): intermediate 6144, 8 query / 2 KV heads of 256 (partial rotary 0.25, M-RoPE [11, 11, 10]), linear
+attention 16 key / 16 value heads of 128, conv kernel 4; vision hidden 1024, MLP 4096, 16 heads, patch 16,
+temporal patch 2, merge 2, out 2048. ``--small`` keeps the full vocabulary (memory that scales with it shows)
+on a tiny width. The tokenizer is the tests' small one (tests/tiny_model.py): prompts have Marlin's structure
+and video tokens, and ids it does not know decode to nothing, which random weights do not mind.
+
+Run: ``python bench/gpu.py`` (CUDA, ~15 min) or ``python bench/gpu.py --small`` (CPU, a few minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+FULL = dict(clips=16, seconds=20.0, sizes=("1280x720", "1920x1080"), rate=30, new_tokens=256, find_seconds=60.0,
+            find_tokens=64, queries=10)
+SMALL = dict(clips=4, seconds=4.0, sizes=("192x144", "160x120"), rate=10, new_tokens=32, find_seconds=12.0,
+             find_tokens=16, queries=4)
+CAPTION_RUNS = {  # name -> iter_captions keyword arguments (None: the reference path)
+    "reference": None,
+    "engine, one at a time": dict(batch_size=1),
+    "engine, default batch": dict(batch_size=None),
+    "engine, batch 4": dict(batch_size=4),
+    "engine, batch 8": dict(batch_size=8),
+}
+FIND_RUNS = ("10 x find", "find_many", "find_many, full prefix logits")
+
+
+def model_config(tokenizer, small: bool):
+    """Qwen3.5-2B's shape (see the module docstring), or a tiny width with the same vocabulary."""
+    import tiny_model
+
+    config = tiny_model.build_config(tokenizer)
+    text, vision = config.text_config, config.vision_config
+    text.vocab_size = 248_320
+    if small:
+        return config
+    text.hidden_size, text.intermediate_size, text.num_hidden_layers = 2048, 6144, 24
+    text.layer_types = (["linear_attention"] * 3 + ["full_attention"]) * 6
+    text.num_attention_heads, text.num_key_value_heads, text.head_dim = 8, 2, 256
+    text.linear_num_key_heads, text.linear_num_value_heads = 16, 16
+    text.linear_key_head_dim = text.linear_value_head_dim = 128
+    text.rope_parameters = dict(text.rope_parameters, mrope_section=[11, 11, 10])
+    vision.depth, vision.hidden_size, vision.intermediate_size, vision.num_heads = 24, 1024, 4096, 16
+    vision.out_hidden_size, vision.num_position_embeddings = 2048, 2304
+    return config
+
+
+def build_checkpoint(out: Path, small: bool) -> Path:
+    import torch
+    from transformers import GenerationConfig, Qwen3_5ForConditionalGeneration
+
+    import tiny_model
+
+    processor = tiny_model.build_processor()
+    config = model_config(processor.tokenizer, small)
+    torch.manual_seed(0)
+    model = Qwen3_5ForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(eos_token_id=config.text_config.eos_token_id,
+                                               pad_token_id=config.text_config.pad_token_id, do_sample=False)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- one path (child)
+
+def _rss_kib(field: str) -> int:
+    return int(re.search(field + r":\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+
+class Meter:
+    """Wall time inside ``generate`` and per decode step, and peak memory, of one loaded model."""
+
+    def __init__(self, model):
+        import torch
+
+        self.torch, self.model, self.cuda = torch, model, model.device.type == "cuda"
+        self.generate_s = self.decode_s = 0.0
+        self.decode_steps = 0
+        self._started = 0.0
+        real = model.generate
+
+        def timed_generate(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.generate_s += time.perf_counter() - started
+
+        model.generate = timed_generate
+        model.register_forward_pre_hook(self._before, with_kwargs=True)
+        model.register_forward_hook(self._after, with_kwargs=True)
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self.base_kib = _rss_kib("VmRSS")
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def _sync(self):
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def _before(self, module, args, kwargs):
+        self._sync()
+        self._started = time.perf_counter()
+
+    def _after(self, module, args, kwargs, output):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] == 1:
+            self._sync()
+            self.decode_s += time.perf_counter() - self._started
+            self.decode_steps += 1
+
+    def peak_gib(self) -> float:
+        if self.cuda:
+            return self.torch.cuda.max_memory_allocated() / 2**30
+        return (_rss_kib("VmHWM") - self.base_kib) / 2**20
+
+
+def run_child(name: str, model_dir: str, clips: list[str], find_video: str, settings: dict) -> dict:
+    """Run one path; return its figures and answers."""
+    import torch
+
+    from marlin_core import Marlin
+    from marlin_core.generation import Generator
+
+    marlin = Marlin.from_pretrained(model_dir)
+    meter = Meter(marlin.model)
+    started = time.perf_counter()
+    if name == "reference":
+        texts = [reference_caption(marlin, clip, settings["new_tokens"]) for clip in clips]
+    elif name in CAPTION_RUNS:
+        texts = []
+        for _, result in marlin.iter_captions(clips, max_new_tokens=settings["new_tokens"], **CAPTION_RUNS[name]):
+            texts.append(result["raw"] if isinstance(result, dict) else f"error: {result}")
+    else:
+        queries = [f"event number {i}" for i in range(settings["queries"])]
+        if name == "10 x find":
+            results = [marlin.find(find_video, q, max_new_tokens=settings["find_tokens"]) for q in queries]
+        else:
+            if name.endswith("full prefix logits"):
+                Generator.prefix_cache = _prefix_cache_with_full_logits
+            results = marlin.find_many(find_video, queries, max_new_tokens=settings["find_tokens"])
+        texts = [r["raw"] for r in results]
+    wall_s = time.perf_counter() - started
+    items = len(clips) if name in CAPTION_RUNS else settings["queries"]
+    return {"wall_s": wall_s, "items": items, "peak_gib": meter.peak_gib(), "texts": texts,
+            "ms_per_step": 1000 * meter.decode_s / max(1, meter.decode_steps), "wait_s": wall_s - meter.generate_s,
+            "device": str(marlin.device), "kernels": marlin.kernels(), "torch": torch.__version__}
+
+
+def reference_caption(marlin, clip: str, new_tokens: int) -> str:
+    """The seed's path: qwen-vl-utils, the processor, a plain ``generate``; decoded like the engine does."""
+    import torch
+
+    import tiny_model
+    from marlin_core.contract import CAPTION_PROMPT
+
+    inputs = tiny_model.reference_inputs(marlin.processor, clip, CAPTION_PROMPT).to(marlin.device)
+    with torch.inference_mode():
+        sequences = marlin.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
+    row = sequences[0, inputs["input_ids"].shape[1]:].tolist()
+    eos = marlin.generator.eos_ids
+    row = row[: next((i for i, t in enumerate(row) if t in eos), len(row))]
+    return marlin.processor.tokenizer.decode(row, skip_special_tokens=True)
+
+
+def _prefix_cache_with_full_logits(self, inputs, prefix_len):
+    """The shared-prefix pass as it was before issue 16: logits for every prefix position."""
+    import torch
+
+    with torch.inference_mode():
+        prefix = {k: inputs[k][:, :prefix_len] for k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        prefix.update(pixel_values_videos=inputs["pixel_values_videos"].to(self.model.dtype),
+                      video_grid_thw=inputs["video_grid_thw"])
+        return self.model(**{k: v.to(self.device) for k, v in prefix.items()}, use_cache=True).past_key_values
+
+
+# ---------------------------------------------------------------------------------------------- table (parent)
+
+def make_clips(root: Path, shape: dict) -> tuple[list[str], str]:
+    from media import make_video
+
+    clips = [str(make_video(root / f"clip{i}.mp4", size=shape["sizes"][i % 2], fps=shape["rate"],
+                            seconds=shape["seconds"])) for i in range(shape["clips"])]
+    find_video = str(make_video(root / "find.mp4", size=shape["sizes"][0], fps=shape["rate"],
+                                seconds=shape["find_seconds"]))
+    return clips, find_video
+
+
+def run_path(name: str, args, model_dir: Path, clips: list[str], find_video: str, shape: dict) -> dict:
+    spec = json.dumps({"name": name, "model_dir": str(model_dir), "clips": clips, "find_video": find_video,
+                       "settings": shape})
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
+    out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True, env=env,
+                         cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    unit = "GiB" if rows["reference"]["device"].startswith("cuda") else "GiB RSS"
+    print(f"{'path':32} {'wall s':>8} {'items/s':>9} {'ratio':>7} {'peak ' + unit:>12} {'ms/step':>8} "
+          f"{'wait s':>7} {'same':>6}")
+    for name, row in rows.items():
+        base = rows["reference"] if name in CAPTION_RUNS else rows["10 x find"]
+        expected = base["texts"]
+        same = sum(a == b for a, b in zip(row["texts"], expected))
+        rate = row["items"] / row["wall_s"]
+        print(f"{name:32} {row['wall_s']:8.2f} {rate:9.3f} {base['wall_s'] / row['wall_s']:6.2f}x "
+              f"{row['peak_gib']:12.3f} {row['ms_per_step']:8.1f} {row['wait_s']:7.2f} {same:>3}/{len(expected)}")
+    first = rows["reference"]
+    print(f"device {first['device']}, torch {first['torch']}, kernels {first['kernels']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny width, short clips: runs on a CPU")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--paths", nargs="+", default=None, help="run only these paths (names as in the table)")
+    args = parser.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        print(json.dumps(run_child(spec["name"], spec["model_dir"], spec["clips"], spec["find_video"],
+                                   spec["settings"])))
+        return 0
+    shape = SMALL if args.small else FULL
+    names = [n for n in (*CAPTION_RUNS, *FIND_RUNS) if args.paths is None or n in args.paths or
+             n in ("reference", "10 x find")]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model_dir = build_checkpoint(root / "model", args.small)
+        clips, find_video = make_clips(root, shape)
+        print(f"{len(clips)} clips of {shape['seconds']:g} s ({', '.join(shape['sizes'])}), {shape['new_tokens']} new "
+              f"tokens; find: {shape['queries']} queries on {shape['find_seconds']:g} s", flush=True)
+        rows = {}
+        for name in names:
+            rows[name] = run_path(name, args, model_dir, clips, find_video, shape)
+            print(f"  {name}: {rows[name]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+        print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
