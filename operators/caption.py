@@ -14,7 +14,7 @@ from marlin_core.contract import CAPTION_PROMPT
 
 from . import forms
 from .base import ModelOperator
-from .labels import events_to_detections
+from .labels import caption_to_detections
 from .processing import ModelRun, execute_model_run
 from .runs import settings_fingerprint
 
@@ -81,12 +81,7 @@ class CaptionVideos(ModelOperator):
             )
 
         def write(sample, result, metadata, job):
-            detections, changes = events_to_detections(result["events"], metadata, fingerprint)
-            detections.format_ok = bool(result.get("format_ok", True))
-            detections.truncated = bool(result.get("truncated", False))
-            if changes:
-                detections.sanitized = changes
-            sample[field] = detections
+            sample[field] = caption_to_detections(result, metadata, fingerprint)
             sample[params["scene_field"]] = result["scene"]
             sample[params["caption_field"]] = result["caption"]
 
