@@ -111,6 +111,18 @@ def test_local_source_apply_model_caption_matches_the_operator(
     finally:
         operator_dataset.delete()
 
+    # several videos per generate call (predict_all): same labels as one at a time; confidences equal up to
+    # left padding's float noise (~1e-7, fiftyone-facts.md)
+    batched = model.predict_all([str(color_videos["red"]), str(color_videos["blue"])])
+    for labels, name in zip(batched, ("red.mp4", "blue.mp4")):
+        assert [(d.label, d.support) for d in labels.detections] == [(d[0], d[1]) for d in zoo_labels[name]]
+        assert [d.confidence for d in labels.detections] == pytest.approx([d[2] for d in zoo_labels[name]],
+                                                                          abs=1e-6)
+
+    clips = dataset.exists("marlin_events").to_clips("marlin_events")
+    with pytest.raises(ValueError, match="clip views are not supported"):
+        clips.apply_model(model, label_field="clip_events", skip_failures=False)
+
 
 def test_served_source_apply_model_find_writes_the_operators_fields(
     zoo_dir, tmp_path, dataset, trained_model_dir, color_videos
@@ -153,6 +165,24 @@ def test_served_source_apply_model_find_writes_the_operators_fields(
         assert any(sample["marlin_find"].detections for sample in dataset), "the trained model finds its queries"
     finally:
         operator_dataset.delete()
+
+
+def test_zoo_operator_form_and_parameters(zoo_dir):
+    """The App's zoo operator asks the source for its form and tidies the parameters through it."""
+    from types import SimpleNamespace
+
+    source = zoo_dir / SOURCE_NAME
+    for name in source_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    zoo_model = foz.get_zoo_model(MODEL)
+    form = zoo_model.resolve_input(SimpleNamespace(params={"operation": "find"})).to_json()
+    assert {"operation", "queries", "max_new_tokens", "window_s"} <= set(form["type"]["properties"])
+    caption_form = zoo_model.resolve_input(SimpleNamespace(params={})).to_json()
+    assert "queries" not in caption_form["type"]["properties"]
+    params = {"operation": "find", "queries": ["a dog", " a  dog ", ""], "max_new_tokens": None, "fps": 1.0}
+    zoo_model.parse_parameters(SimpleNamespace(params=params), params)
+    assert params == {"operation": "find", "queries": ["a dog"], "fps": 1.0}
 
 
 def test_bad_zoo_parameters_are_refused_before_loading(zoo_dir, trained_model_dir):

@@ -144,6 +144,10 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
     def predict_all(self, args, samples=None) -> list:
         """Labels for several videos, ``batch_size`` per ``generate`` call (caption); raises the first failure."""
         paths = [_filepath(arg) for arg in args]
+        for sample in samples or []:
+            if getattr(getattr(sample, "_dataset", None), "_is_clips", False):
+                raise ValueError(f"{sample.filepath}: clip views are not supported (the model reads whole "
+                                 "videos); run on the videos, then make clips from the labels")
         labels = []
         for index, (path, (_, result)) in enumerate(zip(paths, self._results(paths))):
             if isinstance(result, BaseException):
