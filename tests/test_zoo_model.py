@@ -32,6 +32,14 @@ def source_files() -> list[str]:
     return [name for name in out.splitlines() if (REPO / name).is_file()]
 
 
+def copy_source(zoo_dir: Path) -> None:
+    """Install the source from a local folder: a copy of it under the manifest's name in the zoo folder."""
+    source = zoo_dir / SOURCE_NAME
+    for name in source_files():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+
+
 @pytest.fixture
 def zoo_dir(tmp_path):
     """A model zoo folder of its own for the test (FiftyOne reads ``fo.config.model_zoo_dir`` on each call)."""
@@ -71,10 +79,7 @@ def test_local_source_apply_model_caption_matches_the_operator(
     zoo_dir, dataset, trained_model_dir, color_videos, broken
 ):
     """Source copied into the zoo folder; apply_model on a view with a broken video; same labels as the operator."""
-    source = zoo_dir / SOURCE_NAME
-    for name in source_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, source / name)
+    copy_source(zoo_dir)
     assert MODEL in foz.list_zoo_models()
     model_path = install_weights(trained_model_dir)
 
@@ -171,10 +176,7 @@ def test_zoo_operator_form_and_parameters(zoo_dir):
     """The App's zoo operator asks the source for its form and tidies the parameters through it."""
     from types import SimpleNamespace
 
-    source = zoo_dir / SOURCE_NAME
-    for name in source_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, source / name)
+    copy_source(zoo_dir)
     zoo_model = foz.get_zoo_model(MODEL)
     form = zoo_model.resolve_input(SimpleNamespace(params={"operation": "find"})).to_json()
     assert {"operation", "queries", "max_new_tokens", "window_s"} <= set(form["type"]["properties"])
@@ -186,12 +188,11 @@ def test_zoo_operator_form_and_parameters(zoo_dir):
 
 
 def test_bad_zoo_parameters_are_refused_before_loading(zoo_dir, trained_model_dir):
-    source = zoo_dir / SOURCE_NAME
-    for name in source_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, source / name)
+    copy_source(zoo_dir)
     install_weights(trained_model_dir)
     with pytest.raises(ValueError, match="needs at least one query"):
         foz.load_zoo_model(MODEL, operation="find", cache=False)
     with pytest.raises(ValueError, match="operation must be one of"):
         foz.load_zoo_model(MODEL, operation="dense", cache=False)
+    with pytest.raises(ValueError, match="window_s must be a positive number"):
+        foz.load_zoo_model(MODEL, operation="caption", window_s=0, cache=False)

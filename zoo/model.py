@@ -85,6 +85,8 @@ class MarlinModelSettings:
             self.max_new_tokens = defaults["max_new_tokens"]
         if not self.batch_size or int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size!r}")
+        if not isinstance(self.window_s, (int, float)) or self.window_s <= 0:
+            raise ValueError(f"window_s must be a positive number of seconds, not {self.window_s!r}")
 
     @property
     def sampling(self) -> dict:
