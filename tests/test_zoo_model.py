@@ -196,3 +196,16 @@ def test_bad_zoo_parameters_are_refused_before_loading(zoo_dir, trained_model_di
         foz.load_zoo_model(MODEL, operation="dense", cache=False)
     with pytest.raises(ValueError, match="window_s must be a positive number"):
         foz.load_zoo_model(MODEL, operation="caption", window_s=0, cache=False)
+
+
+def test_without_weights_or_network_the_error_says_what_to_do(zoo_dir):
+    """No checkpoint at the model path and no hub here: one error naming the path and the two ways out."""
+    from marlin_core.errors import ModelLoadError
+
+    copy_source(zoo_dir)
+    model_path = foz.get_zoo_model(MODEL).get_path_in_dir(fo.config.model_zoo_dir)
+    with pytest.raises(ModelLoadError) as caught:
+        foz.load_zoo_model(MODEL, operation="caption", cache=False)
+    message = str(caught.value)
+    assert f"cannot download {MODEL} to {model_path}" in message
+    assert "hf auth login" in message and "link local weights to that path" in message
