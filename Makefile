@@ -10,7 +10,7 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu app
+.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu app test-fiftyone-min
 
 install:
 	@bash scripts/install.sh
@@ -53,3 +53,11 @@ bench-gpu: install
 
 app: install plugin-link
 	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)')); s.wait()"
+
+# The FiftyOne-facing tests against the oldest FiftyOne fiftyone.yml claims (1.14.0), the rest of .venv unchanged.
+FIFTYONE_MIN_TESTS := tests/test_caption_operator.py tests/test_find_operator.py tests/test_evaluate_operator.py \
+  tests/test_resume.py tests/test_zoo_model.py tests/test_import_export_operators.py tests/test_packaging.py
+test-fiftyone-min: install
+	@bash scripts/fiftyone_min_venv.sh
+	FIFTYONE_DATABASE_NAME=fiftyone-marlin-tests-min PYTHONPATH=$(CURDIR) \
+	  .cache/fiftyone-min-venv/bin/python -m pytest -p no:cacheprovider $(FIFTYONE_MIN_TESTS) -k "not pip_install"

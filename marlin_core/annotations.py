@@ -1,8 +1,13 @@
-"""Ground-truth temporal annotations from the two common benchmark formats, validated before use.
+"""Ground-truth temporal annotations from the common benchmark formats, validated before use.
 
 - ActivityNet Captions JSON (also used by YouCook2 and many dense-captioning sets):
   ``{video_id: {"duration": s, "timestamps": [[start_s, end_s], ...], "sentences": [...]}}``.
 - Charades-STA text, one query per line: ``video_id start_s end_s##sentence``.
+- TimeLens-Bench JSON (TencentARC/TimeLens ``timelens/dataset/timelens_data.py``; the benchmark
+  Marlin reports on): ``{video_id: {"duration": s, "spans": [[start_s, end_s], ...], "queries": [...]}}``.
+
+Files are read as UTF-8 with or without a byte-order mark (Windows editors add one; without this
+the first video id would silently carry ``\ufeff``).
 
 A file is parsed completely before anything is returned: every problem found is reported at once,
 each with its place (``file:line`` for text, ``file: video 'id'`` for JSON) and its cause, and a
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -83,9 +89,12 @@ def _span_problem(start_s: float, end_s: float, skip_empty_spans: bool) -> str |
 
 
 def _read_text(path: Path) -> str:
-    """The file as UTF-8 text, or an AnnotationFormatError that says where decoding failed."""
+    """The file as UTF-8 text (a leading byte-order mark dropped), or an AnnotationFormatError saying why not."""
+    if not path.is_file():
+        cause = "is a folder, not an annotation file" if path.is_dir() else "does not exist"
+        raise AnnotationFormatError(path, [f"{path}: {cause}"])
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         problem = f"{path}: byte {error.start} is not UTF-8; save the file as UTF-8"
         raise AnnotationFormatError(path, [problem]) from None
@@ -161,37 +170,75 @@ def load_charades_sta(path: str | PathLike, skip_empty_spans: bool = False) -> d
     return {video_id: VideoAnnotation(video_id, None, found) for video_id, found in segments.items()}
 
 
-def _activitynet_video(
-    video_id: str, entry: object, skip_empty_spans: bool
+@dataclass(frozen=True)
+class _JsonLayout:
+    """Key names of one JSON annotation format, and whether it requires ``duration``."""
+
+    spans: str
+    sentences: str
+    duration_required: bool
+
+
+ACTIVITYNET_LAYOUT = _JsonLayout("timestamps", "sentences", duration_required=False)
+TIMELENS_LAYOUT = _JsonLayout("spans", "queries", duration_required=True)
+
+
+def _json_video(
+    video_id: str, entry: object, skip_empty_spans: bool, layout: _JsonLayout
 ) -> tuple[VideoAnnotation | None, list[str]]:
-    """One ActivityNet JSON entry → ``(annotation, [])``, or ``(None, problems)`` naming the fields."""
+    """One JSON entry → ``(annotation, [])``, or ``(None, problems)`` naming the fields."""
+    spans_key, sentences_key = layout.spans, layout.sentences
     if not isinstance(entry, dict):
-        return None, [f"expected an object with 'timestamps' and 'sentences', got {type(entry).__name__}"]
+        return None, [f"expected an object with '{spans_key}' and '{sentences_key}', got {type(entry).__name__}"]
     problems = []
     duration_s = entry.get("duration")
-    if duration_s is not None and not (_is_seconds(duration_s) and duration_s > 0):
+    if duration_s is None and layout.duration_required:
+        problems.append("'duration' (seconds) is missing")
+    elif duration_s is not None and not (_is_seconds(duration_s) and duration_s > 0):
         problems.append(f"duration {duration_s!r} must be a positive number of seconds")
-    timestamps, sentences = entry.get("timestamps"), entry.get("sentences")
+    timestamps, sentences = entry.get(spans_key), entry.get(sentences_key)
     if not isinstance(timestamps, list) or not isinstance(sentences, list):
-        return None, problems + ["'timestamps' and 'sentences' must both be lists"]
+        return None, problems + [f"'{spans_key}' and '{sentences_key}' must both be lists"]
     if len(timestamps) != len(sentences):
-        return None, problems + [f"{len(timestamps)} timestamps but {len(sentences)} sentences"]
+        return None, problems + [f"{len(timestamps)} {spans_key} but {len(sentences)} {sentences_key}"]
     segments = []
     for index, (span, sentence) in enumerate(zip(timestamps, sentences)):
         if not (isinstance(span, list) and len(span) == 2 and all(_is_seconds(t) for t in span)):
-            problems.append(f"timestamps[{index}] = {span!r}: expected [start_s, end_s] as two numbers")
+            problems.append(f"{spans_key}[{index}] = {span!r}: expected [start_s, end_s] as two numbers")
             continue
         span_problem = _span_problem(float(span[0]), float(span[1]), skip_empty_spans)
         if span_problem:
-            problems.append(f"timestamps[{index}]: {span_problem}")
+            problems.append(f"{spans_key}[{index}]: {span_problem}")
         if not isinstance(sentence, str) or not sentence.strip():
-            problems.append(f"sentences[{index}] = {sentence!r}: expected a non-empty string")
+            problems.append(f"{sentences_key}[{index}] = {sentence!r}: expected a non-empty string")
         elif not span_problem and span[0] < span[1]:
             segments.append(Segment(float(span[0]), float(span[1]), sentence.strip()))
     if problems:
         return None, problems
     duration = None if duration_s is None else float(duration_s)
     return VideoAnnotation(video_id, duration, segments), []
+
+
+def _load_json(path: str | PathLike, skip_empty_spans: bool, layout: _JsonLayout) -> dict[str, VideoAnnotation]:
+    """Parse a ``{video_id: entry}`` JSON file completely; raise every problem at once."""
+    path = Path(path)
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        problem = f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}"
+        raise AnnotationFormatError(path, [problem]) from None
+    if not isinstance(data, dict):
+        problem = f"{path}: the top level must map video id to annotation, not be a {type(data).__name__}"
+        raise AnnotationFormatError(path, [problem])
+    annotations, problems = {}, []
+    for video_id, entry in data.items():
+        annotation, entry_problems = _json_video(video_id, entry, skip_empty_spans, layout)
+        problems.extend(f"{path}: video {video_id!r}: {problem}" for problem in entry_problems)
+        if annotation is not None:
+            annotations[video_id] = annotation
+    if problems:
+        raise AnnotationFormatError(path, problems)
+    return annotations
 
 
 def load_activitynet_captions(
@@ -213,21 +260,52 @@ def load_activitynet_captions(
         AnnotationFormatError: invalid JSON (with line and column) or malformed entries, each listed
             as ``file: video 'id': field: cause``.
     """
-    path = Path(path)
-    try:
-        data = json.loads(_read_text(path))
-    except json.JSONDecodeError as error:
-        problem = f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}"
-        raise AnnotationFormatError(path, [problem]) from None
-    if not isinstance(data, dict):
-        problem = f"{path}: the top level must map video id to annotation, not be a {type(data).__name__}"
-        raise AnnotationFormatError(path, [problem])
-    annotations, problems = {}, []
-    for video_id, entry in data.items():
-        annotation, entry_problems = _activitynet_video(video_id, entry, skip_empty_spans)
-        problems.extend(f"{path}: video {video_id!r}: {problem}" for problem in entry_problems)
-        if annotation is not None:
-            annotations[video_id] = annotation
-    if problems:
-        raise AnnotationFormatError(path, problems)
-    return annotations
+    return _load_json(path, skip_empty_spans, ACTIVITYNET_LAYOUT)
+
+
+def load_timelens(path: str | PathLike, skip_empty_spans: bool = False) -> dict[str, VideoAnnotation]:
+    """Read a TimeLens-Bench annotation file (``charades-timelens.json``, ``activitynet-timelens.json``, ...).
+
+    Each entry: ``{"duration": s, "spans": [[start_s, end_s], ...], "queries": [...]}``, one span
+    per query (TimeLens pairs them with ``zip``); other keys are ignored. Queries are kept as written
+    (stripped); TimeLens's evaluator also drops a trailing period, which does not change a span.
+
+    Args:
+        path: the ``.json`` file.
+        skip_empty_spans: leave out queries with ``start_s >= end_s`` instead of failing.
+
+    Returns:
+        video id → :class:`VideoAnnotation` (segment sentence = query), in file order.
+
+    Raises:
+        AnnotationFormatError: invalid JSON or malformed entries, each listed as
+            ``file: video 'id': field: cause``; ``duration`` is required.
+    """
+    return _load_json(path, skip_empty_spans, TIMELENS_LAYOUT)
+
+
+# Format name (as the import and export operators show it) → reader.
+LOADERS: dict[str, Callable[..., dict[str, VideoAnnotation]]] = {
+    "activitynet": load_activitynet_captions,
+    "charades": load_charades_sta,
+    "timelens": load_timelens,
+}
+
+
+def load_annotations(path: str | PathLike, fmt: str, skip_empty_spans: bool = False) -> dict[str, VideoAnnotation]:
+    """Read ``path`` in format ``fmt`` (a key of :data:`LOADERS`).
+
+    Raises:
+        AnnotationFormatError: empty path, missing file, folder, or a malformed file.
+        ValueError: unknown format.
+    """
+    if fmt not in LOADERS:
+        raise ValueError(f"format must be one of {sorted(LOADERS)}, not {fmt!r}")
+    if not str(path or "").strip():
+        raise AnnotationFormatError("(no path)", ["no annotation file given: enter the path of the file to import"])
+    return LOADERS[fmt](path, skip_empty_spans=skip_empty_spans)
+
+
+def segments_past_duration(annotation: VideoAnnotation, duration_s: float) -> list[Segment]:
+    """The segments that end after ``duration_s`` (the video's length): imported as written, worth a warning."""
+    return [segment for segment in annotation.segments if segment.end_s > duration_s]

@@ -13,6 +13,14 @@ at a threshold are common with timestamps at 0.1 s resolution):
   ``projects/vid2seq/dvc_eval.py`` (copied by RenShuhuai-Andy/TimeChat ``metrics/dvc/eval_dvc.py``),
   which video-LLM papers report.
 
+Endpoint rule for dense captioning: densevid_eval takes each span as ``(start, end)`` as written,
+so a reversed span (``start > end``) never overlaps anything and scores tIoU 0. scenic's ``iou``
+(and TimeChat's copy) sorts each span's endpoints first (``min``/``max``), so there a reversed
+span scores as its swapped self. :func:`dense_localization_metrics` follows densevid_eval by
+default and scenic with ``sort_endpoints=True``; spans the plugin writes are already ordered
+(:mod:`marlin_core.sanitize` swaps reversed model times and records it), so both give the same
+numbers on them.
+
 All times are in seconds. Every score is returned in percent (0–100), as TimeLens prints them and
 as densevid_eval prints them (it multiplies its fractions by 100 for display).
 """
@@ -146,6 +154,7 @@ def dense_localization_metrics(
     predictions: Mapping[str, Sequence[Sequence[float]]],
     ground_truth: Mapping[str, Sequence[Sequence[float]]],
     tious: Sequence[float] = DENSE_TIOUS,
+    sort_endpoints: bool = False,
 ) -> dict[str, float]:
     """Localisation precision / recall / F1 of dense captions over videos (ActivityNet Captions).
 
@@ -157,6 +166,10 @@ def dense_localization_metrics(
     harmonic mean of that video's tIoU-averaged precision and recall, then averaged over videos — so
     ``f1`` is not the harmonic mean of the ``precision`` and ``recall`` returned here.
 
+    Endpoints are taken as written (densevid_eval): a reversed span ``(start > end)`` matches
+    nothing. ``sort_endpoints=True`` sorts each span's two endpoints first, as scenic vid2seq /
+    TimeChat ``iou`` do, so a reversed span counts as the swapped span (see the module docstring).
+
     Differences from densevid_eval: one ground-truth set (it takes, per video, the best score over
     several reference files, e.g. ActivityNet val_1 and val_2); no caption-text metrics.
 
@@ -164,6 +177,8 @@ def dense_localization_metrics(
         predictions: video id → predicted spans ``(start_s, end_s)`` in seconds.
         ground_truth: video id → reference spans in seconds; every video needs at least one.
         tious: tIoU thresholds to average over.
+        sort_endpoints: sort each span's endpoints before matching (scenic's rule); default False
+            (densevid_eval's rule).
 
     Returns:
         In percent: ``precision``, ``recall``, ``f1`` (averaged over tIoUs), ``precision@t`` and
@@ -183,6 +198,9 @@ def dense_localization_metrics(
             f"dense_localization_metrics: video {empty[0]!r}{more} has no ground-truth span, "
             "so its recall is undefined; leave such videos out of ground_truth"
         )
+    if sort_endpoints:
+        predictions = {video_id: [sorted(span) for span in spans] for video_id, spans in predictions.items()}
+        ground_truth = {video_id: [sorted(span) for span in spans] for video_id, spans in ground_truth.items()}
     per_video = [
         _video_precision_recall(predictions.get(video_id, ()), reference, tious)
         for video_id, reference in ground_truth.items()

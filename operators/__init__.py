@@ -2,8 +2,9 @@
 
 from .caption import CaptionVideos
 from .evaluate import EvaluateMarlin
+from .export_annotations import ExportAnnotations
 from .find import FindEvents
 from .import_annotations import ImportAnnotations
 from .review import ReviewErrors
 
-OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors]
+OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations]

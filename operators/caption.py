@@ -15,7 +15,7 @@ from marlin_core.contract import CAPTION_PROMPT
 
 from . import forms
 from .base import ModelOperator
-from .labels import events_to_detections, is_marlin_label
+from .labels import caption_to_detections, is_marlin_label
 from .params import CaptionParams
 from .processing import UNTOUCHED, partial_field
 from .runs import settings_fingerprint
@@ -108,12 +108,7 @@ class CaptionVideos(ModelOperator):
     def updates(self, sample, result, job, params: CaptionParams) -> dict:
         if self.todo(sample, params) is UNTOUCHED:
             return {}  # someone wrote their own labels there while the model ran: theirs stay
-        detections, changes = events_to_detections(result["events"], job.metadata,
-                                                   settings_fingerprint(self.settings(params)))
-        detections.format_ok = bool(result.get("format_ok", True))
-        detections.truncated = bool(result.get("truncated", False))
-        if changes:
-            detections.sanitized = changes
+        detections = caption_to_detections(result, job.metadata, settings_fingerprint(self.settings(params)))
         return {params.events_field: detections, params.scene_field: result["scene"],
                 params.caption_field: result["caption"]}
 

@@ -44,6 +44,19 @@ def events_to_detections(
     return fo.TemporalDetections(detections=detections, marlin_settings=settings_hash), changes
 
 
+def caption_to_detections(result: dict, metadata: fo.VideoMetadata, settings_hash: str) -> fo.TemporalDetections:
+    """A caption result → the events field's labels, flagged ``format_ok`` / ``truncated`` / ``sanitized``.
+
+    The caption operator and the zoo model (``apply_model``) both write exactly this.
+    """
+    detections, changes = events_to_detections(result["events"], metadata, settings_hash)
+    detections.format_ok = bool(result.get("format_ok", True))
+    detections.truncated = bool(result.get("truncated", False))
+    if changes:
+        detections.sanitized = changes
+    return detections
+
+
 def find_to_detection(
     result: dict, metadata: fo.VideoMetadata, settings_hash: str
 ) -> tuple[fo.TemporalDetection | None, list[str]]:
@@ -64,6 +77,25 @@ def find_to_detection(
         marlin_settings=settings_hash,
     )
     return detection, changes
+
+
+def find_answers_to_detections(
+    answers: list[dict], metadata: fo.VideoMetadata, settings_hash: str
+) -> tuple[fo.TemporalDetections, list[str]]:
+    """Find answers for one video → ``(labels of the queries found, queries not found)``, nothing merged.
+
+    ``searched`` holds ``[query, settings hash]`` pairs (queries may hold "." which MongoDB keys cannot),
+    as the find operator stores them; the zoo model writes exactly this.
+    """
+    detections, not_found = [], []
+    for answer in answers:
+        detection, _ = find_to_detection(answer, metadata, settings_hash)
+        if detection is None:
+            not_found.append(answer["query"])
+        else:
+            detections.append(detection)
+    searched = [[answer["query"], settings_hash] for answer in answers]
+    return fo.TemporalDetections(detections=detections, searched=searched), not_found
 
 
 def segments_to_detections(segments, metadata: fo.VideoMetadata) -> fo.TemporalDetections:

@@ -34,12 +34,13 @@ fi
 
 # 3. Python deps, reinstalled only when a requirements file or pyproject changes.
 stamp="$VENV/.marlin-deps.sha256"
-want="$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   say "python deps: up to date"
 else
-  say "python deps: pip install -r requirements-dev.txt (first run takes a few minutes)"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+  # requirements*.txt hold ranges; constraints.txt pins the exact set the tests run with
+  say "python deps: pip install -c constraints.txt -r requirements-dev.txt (first run takes a few minutes)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -10,8 +10,11 @@ from marlin_core.annotations import (
     Segment,
     VideoAnnotation,
     load_activitynet_captions,
+    load_annotations,
     load_charades_sta,
+    load_timelens,
     parse_charades_line,
+    segments_past_duration,
 )
 from marlin_core.errors import MarlinError
 
@@ -205,3 +208,82 @@ def test_parse_charades_line():
     assert parse_charades_line("X 2 2##q", skip_empty_spans=True) == ("X", None)
     with pytest.raises(ValueError, match="no '##'"):
         parse_charades_line("X 1 2 q")
+
+
+# Byte-order marks (Windows editors write one)
+
+
+def test_charades_with_a_bom_reads_the_first_id_clean(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + "3MSZA 24.3 30.4##person turn a light on.\n".encode("utf-8"))
+    annotations = load_charades_sta(path)
+    assert list(annotations) == ["3MSZA"]
+
+
+def test_json_with_a_bom_reads(tmp_path):
+    data = {"v_a": {"duration": 5.0, "timestamps": [[0, 1]], "sentences": ["x"]}}
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(data).encode("utf-8"))
+    assert list(load_activitynet_captions(path)) == ["v_a"]
+
+
+# TimeLens-Bench JSON
+
+
+def test_timelens_reads_queries_and_spans(tmp_path):
+    path = _write_json(tmp_path, {
+        "3MSZA": {"duration": 30.96, "spans": [[24.3, 30.4], [0.0, 6.9]],
+                  "queries": ["person turn a light on.", " a person is putting a book on a shelf "]},
+        "AO8RW": {"duration": 12.0, "spans": [], "queries": [], "source": "ignored"},
+    }, name="charades-timelens.json")
+    annotations = load_timelens(path)
+    assert list(annotations) == ["3MSZA", "AO8RW"]
+    assert annotations["3MSZA"] == VideoAnnotation("3MSZA", 30.96, [
+        Segment(24.3, 30.4, "person turn a light on."), Segment(0.0, 6.9, "a person is putting a book on a shelf")])
+    assert annotations["AO8RW"].segments == []
+
+
+def test_timelens_reports_every_problem(tmp_path):
+    path = _write_json(tmp_path, {
+        "no_duration": {"spans": [[0, 1]], "queries": ["q"]},
+        "activitynet_keys": {"duration": 5.0, "timestamps": [[0, 1]], "sentences": ["q"]},
+        "mismatch": {"duration": 5.0, "spans": [[0, 1], [1, 2]], "queries": ["q"]},
+        "bad": {"duration": 5.0, "spans": [[3, 1]], "queries": [""]},
+    })
+    with pytest.raises(AnnotationFormatError) as caught:
+        load_timelens(path)
+    expected = [
+        "'no_duration': 'duration' (seconds) is missing",
+        "'activitynet_keys': 'spans' and 'queries' must both be lists",
+        "'mismatch': 2 spans but 1 queries",
+        "'bad': spans[0]: start 3.0 s >= end 1.0 s",
+        "'bad': queries[0] = '': expected a non-empty string",
+    ]
+    assert len(caught.value.problems) == len(expected)
+    for problem, fragment in zip(caught.value.problems, expected):
+        assert fragment in problem
+
+
+# load_annotations: the one entry point the import operator uses
+
+
+@pytest.mark.parametrize("given", ["", "   ", None])
+def test_empty_path_is_one_clear_line(given):
+    with pytest.raises(AnnotationFormatError, match="no annotation file given") as caught:
+        load_annotations(given, "charades")
+    assert "IsADirectory" not in str(caught.value)
+
+
+def test_folder_and_missing_file_are_clear(tmp_path):
+    with pytest.raises(AnnotationFormatError, match="is a folder, not an annotation file"):
+        load_annotations(tmp_path, "activitynet")
+    with pytest.raises(AnnotationFormatError, match="does not exist"):
+        load_annotations(tmp_path / "nope.json", "timelens")
+    with pytest.raises(ValueError, match="format must be one of"):
+        load_annotations(tmp_path / "x.json", "youcook")
+
+
+def test_segments_past_duration():
+    annotation = VideoAnnotation("v", 30.0, [Segment(0, 10, "in"), Segment(28, 31, "ends late"),
+                                             Segment(30, 30.5, "starts at the end")])
+    assert [s.sentence for s in segments_past_duration(annotation, 30.0)] == ["ends late", "starts at the end"]

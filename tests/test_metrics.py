@@ -130,6 +130,15 @@ def test_dense_empty_and_past_the_end_predictions():
     assert metrics["recall@0.9"] == 100.0
 
 
+def test_dense_reversed_span_scores_zero_unless_endpoints_are_sorted():
+    # densevid_eval takes (start, end) as written; scenic vid2seq / TimeChat sort each span first
+    reversed_span = {"v": [(10, 0)]}
+    assert dense_localization_metrics(reversed_span, {"v": [GT]})["recall"] == 0.0
+    as_scenic = dense_localization_metrics(reversed_span, {"v": [GT]}, sort_endpoints=True)
+    assert as_scenic == dense_localization_metrics({"v": [(0, 10)]}, {"v": [GT]})
+    assert as_scenic["f1"] == 100.0
+
+
 def test_dense_keeps_the_first_1000_predictions():
     far = [(100, 101)] * DENSEVID_MAX_PROPOSALS
     metrics = dense_localization_metrics({"v": far + [(0, 10)]}, {"v": [GT]})
@@ -155,20 +164,22 @@ def test_dense_bad_input_raises(ground_truth, tious, message):
         dense_localization_metrics({}, ground_truth, tious=tious)
 
 
-def _scalar_densevid_iou(pred, ref):
+def _scalar_densevid_iou(pred, ref, sort=False):
+    if sort:  # scenic vid2seq ``iou``: float(min(*interval)), float(max(*interval))
+        pred, ref = (min(pred), max(pred)), (min(ref), max(ref))
     intersection = max(0, min(ref[1], pred[1]) - max(ref[0], pred[0]))
     union = min(max(ref[1], pred[1]) - min(ref[0], pred[0]), ref[1] - ref[0] + pred[1] - pred[0])
     return intersection / (union + 1e-8)
 
 
-def _oracle(predictions, ground_truth, tious):
+def _oracle(predictions, ground_truth, tious, sort=False):
     """The densevid_eval / vid2seq definitions, one loop at a time, averaged as percentages."""
     precision, recall, f1 = [], [], []
     for video_id, refs in ground_truth.items():
         preds = predictions.get(video_id, [])
         p_t, r_t = [], []
         for t in tious:
-            hits = [[_scalar_densevid_iou(p, r) > t for r in refs] for p in preds]
+            hits = [[_scalar_densevid_iou(p, r, sort) > t for r in refs] for p in preds]
             p_t.append(sum(any(row) for row in hits) / len(preds) if preds else 0.0)
             r_t.append(sum(any(row[j] for row in hits) for j in range(len(refs))) / len(refs))
         p, r = sum(p_t) / len(tious), sum(r_t) / len(tious)
@@ -192,3 +203,6 @@ def test_dense_matches_the_loop_definition(ground_truth, predictions):
     metrics = dense_localization_metrics(predictions, ground_truth)
     expected = _oracle(predictions, ground_truth, (0.3, 0.5, 0.7, 0.9))
     assert [metrics["precision"], metrics["recall"], metrics["f1"]] == pytest.approx(expected)
+    sorted_first = dense_localization_metrics(predictions, ground_truth, sort_endpoints=True)
+    expected = _oracle(predictions, ground_truth, (0.3, 0.5, 0.7, 0.9), sort=True)
+    assert [sorted_first["precision"], sorted_first["recall"], sorted_first["f1"]] == pytest.approx(expected)

@@ -1,0 +1,184 @@
+"""Marlin as a FiftyOne zoo model: ``dataset.apply_model(model, label_field=...)`` writes the operators' labels.
+
+A ``fom.Model`` + ``fom.SamplesMixin`` over the same engine and the same label conversion
+(:mod:`operators.labels`) as the ``caption`` and ``find`` operators, with the same settings
+fingerprint, so the labels are identical and a later operator run skips samples this model did.
+
+FiftyOne 1.22's ``apply_model`` calls a video model's ``predict`` once per sample, with an open
+``FFmpegVideoReader`` (``_apply_video_model`` in ``fiftyone/core/models.py``; ``batch_size`` is not
+passed to video models): the model reads the file path from the reader and decodes the video with
+Marlin's own preprocessing. ``predict_all`` batches ``batch_size`` videos per ``generate`` call for
+callers that hand it several videos. A video that cannot be read raises, so ``skip_failures``
+decides: skip it (labels it had stay) or stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import fiftyone as fo
+import fiftyone.core.models as fom
+
+from marlin_core.contract import CAPTION_PROMPT, FIND_PROMPT_TEMPLATE
+from marlin_core.windows import DEFAULT_WINDOW_S
+
+from ..operators import forms
+from ..operators.caption import DEFAULTS as CAPTION_DEFAULTS
+from ..operators.find import DEFAULTS as FIND_DEFAULTS
+from ..operators.find import parse_queries
+from ..operators.labels import caption_to_detections, find_answers_to_detections
+from ..operators.models import get_marlin
+from ..operators.processing import ensure_metadata
+from ..operators.runs import settings_fingerprint
+
+__all__ = ["OPERATIONS", "OUTPUTS", "MarlinModelSettings", "MarlinVideoModel"]
+
+OPERATIONS = ("caption", "find")
+# "labels": one TemporalDetections for ``label_field``; "fields": a dict whose keys, prefixed with
+# ``label_field + "_"`` by FiftyOne, give the operators' field names (label_field="marlin" → marlin_events, ...).
+OUTPUTS = ("labels", "fields")
+
+
+@dataclass
+class MarlinModelSettings:
+    """Everything a zoo model run depends on; the defaults are the operators' defaults.
+
+    Attributes:
+        weights: the folder (or hub id) the weights are loaded from.
+        operation: ``"caption"`` (events) or ``"find"`` (span of each query).
+        queries: the event descriptions ``find`` locates (a list, or text with one per line).
+        prompt: caption prompt replacing Marlin's canonical one (None: canonical).
+        max_new_tokens: answer length cap (None: 2048 for caption, 64 for find).
+        window_s: videos longer than this are processed in overlapping windows (seconds).
+        fps, max_frames, max_pixels: preprocessing overrides (None: the reference behaviour).
+        batch_size: videos per ``generate`` call in :meth:`MarlinVideoModel.predict_all`.
+        device: ``cuda`` / ``mps`` / ``cpu``; None picks the best available.
+        revision: hub revision when ``weights`` is a hub id.
+        output: ``"labels"`` or ``"fields"`` (see ``OUTPUTS``).
+    """
+
+    weights: str
+    operation: str = "caption"
+    queries: list[str] = field(default_factory=list)
+    prompt: str | None = None
+    max_new_tokens: int | None = None
+    window_s: float = DEFAULT_WINDOW_S
+    fps: float | None = None
+    max_frames: int | None = None
+    max_pixels: int | None = None
+    batch_size: int = 1
+    device: str | None = None
+    revision: str | None = None
+    output: str = "labels"
+
+    def __post_init__(self):
+        self.queries = parse_queries(self.queries)
+        if self.operation not in OPERATIONS:
+            raise ValueError(f"operation must be one of {list(OPERATIONS)}, not {self.operation!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {list(OUTPUTS)}, not {self.output!r}")
+        if self.operation == "find" and not self.queries:
+            raise ValueError("operation='find' needs at least one query (queries=[...])")
+        if self.max_new_tokens is None:
+            defaults = CAPTION_DEFAULTS if self.operation == "caption" else FIND_DEFAULTS
+            self.max_new_tokens = defaults["max_new_tokens"]
+        if not self.batch_size or int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, not {self.batch_size!r}")
+        if not isinstance(self.window_s, (int, float)) or self.window_s <= 0:
+            raise ValueError(f"window_s must be a positive number of seconds, not {self.window_s!r}")
+
+    @property
+    def sampling(self) -> dict:
+        """The preprocessing options that were set, as the operators pass them to the engine."""
+        values = {"fps": self.fps, "max_frames": self.max_frames, "max_pixels": self.max_pixels}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def operator_settings(self) -> dict:
+        """The settings dict the operators record and fingerprint, built by the operators' own code."""
+        prompt = (self.prompt or CAPTION_PROMPT) if self.operation == "caption" else FIND_PROMPT_TEMPLATE
+        params = {"model": self.weights, "revision": self.revision, "max_new_tokens": self.max_new_tokens,
+                  "window_s": self.window_s}
+        # forms.model_settings reads only ``ctx.params`` (for the preprocessing options)
+        return forms.model_settings(SimpleNamespace(params=self.sampling), params, prompt)
+
+
+def _filepath(arg) -> str:
+    """The video file of a ``predict`` argument: FiftyOne's video reader, or a path."""
+    return str(getattr(arg, "inpath", arg))
+
+
+class MarlinVideoModel(fom.SamplesMixin, fom.Model):
+    """Marlin-2B over video samples: ``caption`` → events, ``find`` → one detection per query found."""
+
+    def __init__(self, settings: MarlinModelSettings, marlin=None):
+        fom.SamplesMixin.__init__(self)
+        self.settings = settings
+        self.marlin = marlin if marlin is not None else get_marlin(
+            settings.weights, device=settings.device, revision=settings.revision
+        )
+        self.fingerprint = settings_fingerprint(settings.operator_settings())
+
+    @property
+    def media_type(self) -> str:
+        return "video"
+
+    @property
+    def ragged_batches(self) -> bool:
+        return True  # videos differ in length and size; the engine pads them itself
+
+    @property
+    def transforms(self):
+        return None
+
+    @property
+    def preprocess(self) -> bool:
+        return False
+
+    @preprocess.setter
+    def preprocess(self, value) -> None:
+        pass  # decoding and resizing are Marlin's own (marlin_core.video); FiftyOne's transforms do not apply
+
+    def predict(self, arg, sample=None):
+        """Labels for one video (an ``FFmpegVideoReader`` from ``apply_model``, or a path); raises on failure."""
+        return self.predict_all([arg], samples=None if sample is None else [sample])[0]
+
+    def predict_all(self, args, samples=None) -> list:
+        """Labels for several videos, ``batch_size`` per ``generate`` call (caption); raises the first failure."""
+        paths = [_filepath(arg) for arg in args]
+        for sample in samples or []:
+            if getattr(getattr(sample, "_dataset", None), "_is_clips", False):
+                raise ValueError(f"{sample.filepath}: clip views are not supported (the model reads whole "
+                                 "videos); run on the videos, then make clips from the labels")
+        labels = []
+        for index, (path, (_, result)) in enumerate(zip(paths, self._results(paths))):
+            if isinstance(result, BaseException):
+                raise result
+            labels.append(self._labels(result, self._metadata(path, samples[index] if samples else None)))
+        return labels
+
+    def _results(self, paths: list[str]):
+        settings = self.settings
+        common = dict(max_new_tokens=settings.max_new_tokens, window_s=settings.window_s, **settings.sampling)
+        if settings.operation == "caption":
+            return self.marlin.iter_captions(paths, batch_size=settings.batch_size, prompt=settings.prompt, **common)
+        return self.marlin.iter_finds([(path, settings.queries) for path in paths], **common)
+
+    @staticmethod
+    def _metadata(path: str, sample) -> fo.VideoMetadata:
+        """The sample's metadata as the operators get it, or the file's when there is no sample."""
+        metadata = ensure_metadata(sample) if sample is not None else fo.VideoMetadata.build_for(path)
+        if metadata is None:
+            raise ValueError(f"{path}: cannot read video metadata")
+        return metadata
+
+    def _labels(self, result, metadata: fo.VideoMetadata):
+        if self.settings.operation == "caption":
+            events = caption_to_detections(result, metadata, self.fingerprint)
+            if self.settings.output == "labels":
+                return events
+            return {"events": events, "scene": result["scene"], "caption": result["caption"]}
+        found, not_found = find_answers_to_detections(result, metadata, self.fingerprint)
+        if self.settings.output == "labels":
+            return found
+        return {"find": found, "find_not_found": not_found}
