@@ -22,7 +22,7 @@ EXIT_SOME_FAILED = 1
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marlin-core", description="Marlin-2B video captioning and event search")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder (default: %(default)s)")
+    common.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local folder, or openai://HOST:PORT/v1/NAME for a vLLM server (default: %(default)s)")
     common.add_argument("--revision", default=None, help="hub revision")
     common.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     common.add_argument("--json", action="store_true", help="one JSON object per video per line")
@@ -142,10 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "caption":
         args.videos = good
 
-    from .engine import Marlin
+    from .backends import open_marlin
 
     try:
-        marlin = Marlin.from_pretrained(args.model, device=args.device, revision=args.revision)
+        marlin = open_marlin(args.model, device=args.device, revision=args.revision)
         failures = _run_caption(marlin, args) if args.command == "caption" else _run_find(marlin, args)
     except MarlinError as error:
         print(f"marlin-core: error: {error}", file=sys.stderr)
