@@ -362,19 +362,20 @@ def _save(model, processor, out_dir: Path, recipe: dict) -> Path:
     return out_dir
 
 
-def build_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0, shape: str = "default") -> Path:
     """Build the tiny model with random weights and save model + processor to ``out_dir``.
 
     Args:
         out_dir: directory to write (created if missing); loadable with ``AutoModelForImageTextToText`` and
             ``AutoProcessor``.
         seed: torch seed for the weight init.
+        shape: a LINEAR_HEADS key.
 
     Returns:
         ``out_dir`` as a ``Path``.
     """
-    model, processor = _new_model_and_processor(seed)
-    return _save(model, processor, Path(out_dir), {"kind": "random", "seed": seed})
+    model, processor = _new_model_and_processor(seed, shape)
+    return _save(model, processor, Path(out_dir), {"kind": "random", "seed": seed, "shape": shape})
 
 
 def build_random_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
@@ -664,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         videos = make_training_videos(args.out_dir / "videos")
         path = train_tiny_checkpoint(args.out_dir, videos, seed=args.seed, shape=args.shape)
     else:
-        path = build_tiny_checkpoint(args.out_dir, seed=args.seed)
+        path = build_tiny_checkpoint(args.out_dir, seed=args.seed, shape=args.shape)
     print(f"tiny checkpoint written to {path} in {time.perf_counter() - started:.1f} s")
     return 0
 
