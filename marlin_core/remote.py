@@ -19,7 +19,7 @@ then ``RemoteMarlin.from_url("openai://127.0.0.1:8000/v1/marlin")``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +27,17 @@ from typing import Any
 
 from . import chat_request
 from .contract import CAPTION_PROMPT, find_prompt
+from .defaults import CAPTION_MAX_NEW_TOKENS, DEFAULT_WINDOW_S, FIND_MAX_NEW_TOKENS
 from .errors import MarlinError
-from .openai_http import (DEFAULT_TIMEOUT_S, RetryPolicy, ServerEndpoint, ServerUnavailableError, get_json,
+from .openai_http import (DEFAULT_TIMEOUT_S, RetryPolicy, ServerEndpoint, get_json,
                           parse_server_model, post_json)
+from .pipeline import WorkItem
 from .video import SampledVideo, SamplingOptions, load_video, video_info
-from .windows import (DEFAULT_WINDOW_S, WindowStore, merge_window_captions, merge_window_finds,
-                      plan_windows)
+from .windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
 
 __all__ = ["RemoteMarlin", "ServerSettings"]
 
 VideoLike = str | Path
-# The engine's defaults (marlin_core.engine): captions may be long, a find answer is ~12 tokens.
-CAPTION_MAX_NEW_TOKENS = 2048
-FIND_MAX_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -211,55 +209,61 @@ class RemoteMarlin:
             results.append(result[0])
         return results
 
-    def iter_captions(self, videos: Iterable[VideoLike], *, batch_size: int = 1, prefetch_depth: int | None = None,
-                      window_progress: Callable[[VideoLike, int, int], None] | None = None,
-                      window_store: Callable[[VideoLike], WindowStore | None] | None = None,
-                      **kwargs) -> Iterator[tuple[VideoLike, dict | BaseException]]:
-        """Yield ``(video, result or exception)`` in order, ``max_concurrent`` videos in flight.
+    def iter_captions(self, videos: Iterable[VideoLike | WorkItem], *, batch_size: int | str | None = None,
+                      prefetch_depth: int | None = None,
+                      window_progress: Callable[[Hashable, int, int], None] | None = None,
+                      window_store: Callable[[Hashable], WindowStore | None] | None = None,
+                      **settings) -> Iterator[tuple[Hashable, dict | BaseException]]:
+        """Yield ``(key, result or exception)`` in input order, ``max_concurrent`` videos in flight.
 
+        Items and callbacks as ``Marlin.iter_captions``: paths (the key is the path) or ``WorkItem`` s.
         ``batch_size`` and ``prefetch_depth`` are the engine's knobs and are ignored here: the server
-        batches concurrent requests itself, and decoding overlaps with it through the concurrency.
+        batches concurrent requests itself, and decoding here overlaps with it through the concurrency.
         """
-        def one(video):
-            return self.caption(
-                video, window_store=window_store(video) if window_store else None,
-                window_progress=(lambda done, total: window_progress(video, done, total)) if window_progress else None,
-                **kwargs)
+        def one(item: WorkItem) -> dict:
+            return self.caption(item.video, **self._window_hooks(item.key, window_progress, window_store), **settings)
 
-        yield from self._concurrently(videos, lambda video: video, one)
+        yield from self._concurrently((v if isinstance(v, WorkItem) else WorkItem(v, v) for v in videos), one)
 
-    def iter_finds(self, items: Iterable[tuple[VideoLike, Sequence[str]]], *, prefetch_depth: int | None = None,
-                   window_progress: Callable[[VideoLike, int, int], None] | None = None,
-                   window_store: Callable[[VideoLike], WindowStore | None] | None = None,
-                   **kwargs) -> Iterator[tuple[VideoLike, list[dict] | BaseException]]:
-        """Yield ``(video, [result per query] or exception)`` in order, ``max_concurrent`` videos in flight."""
-        def one(item):
-            video, queries = item
-            return self.find_many(
-                video, list(queries), window_store=window_store(video) if window_store else None,
-                window_progress=(lambda done, total: window_progress(video, done, total)) if window_progress else None,
-                **kwargs)
+    def iter_finds(self, items: Iterable[tuple[VideoLike, Sequence[str]] | WorkItem], *,
+                   batch_size: int | str | None = None, prefetch_depth: int | None = None,
+                   window_progress: Callable[[Hashable, int, int], None] | None = None,
+                   window_store: Callable[[Hashable], WindowStore | None] | None = None,
+                   **settings) -> Iterator[tuple[Hashable, list[dict] | BaseException]]:
+        """Yield ``(key, [result per query] or exception)`` in input order, ``max_concurrent`` videos in flight.
 
-        yield from self._concurrently(items, lambda item: item[0], one)
+        Items are ``(video, queries)`` pairs (the key is the video) or ``WorkItem`` s with ``queries``.
+        """
+        def one(item: WorkItem) -> list[dict]:
+            return self.find_many(item.video, list(item.queries),
+                                  **self._window_hooks(item.key, window_progress, window_store), **settings)
 
-    def _concurrently(self, items: Iterable, key_of: Callable, work: Callable) -> Iterator[tuple[Any, Any]]:
-        """``(key_of(item), work(item) or its exception)`` in input order, at most ``max_concurrent`` at once.
+        work = (i if isinstance(i, WorkItem) else WorkItem(i[0], i[0], tuple(i[1])) for i in items)
+        yield from self._concurrently(work, one)
 
-        The server is checked once first: when it is down, every item gets that one-line error at once
-        instead of each retrying against a dead address.
+    @staticmethod
+    def _window_hooks(key: Hashable, progress, store) -> dict:
+        """One video's ``window_progress`` / ``window_store`` from the iterators' per-key callbacks."""
+        return {"window_store": store(key) if store else None,
+                "window_progress": (lambda done, total: progress(key, done, total)) if progress else None}
+
+    def _concurrently(self, items: Iterable[WorkItem], work: Callable[[WorkItem], Any]) -> Iterator[tuple[Hashable, Any]]:
+        """``(item.key, work(item) or its exception)`` in input order, at most ``max_concurrent`` at once.
+
+        The server is checked once first: when it is down (or does not serve the model), every item gets
+        that one-line error at once instead of each retrying against a dead address.
         """
         try:
             self.check()
         except MarlinError as error:
-            down = error if isinstance(error, ServerUnavailableError) else error
             for item in items:
-                yield key_of(item), down
+                yield item.key, error
             return
         limit = max(1, int(self.settings.max_concurrent))
         with ThreadPoolExecutor(limit) as pool:
             pending: deque = deque()
             for item in items:
-                pending.append((key_of(item), pool.submit(_safe, work, item)))
+                pending.append((item.key, pool.submit(_safe, work, item)))
                 if len(pending) >= limit:
                     key, future = pending.popleft()
                     yield key, future.result()

@@ -6,9 +6,10 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from . import forms
 from .base import SdkCallable
-from .evaluation import MODES, evaluate, format_summary
+from .evaluation import evaluate, format_summary
+from .params import given
+from .validation import check
 
 DEFAULTS = {"pred_field": "marlin_events", "gt_field": "ground_truth", "mode": "events",
             "eval_key": "marlin_eval", "iou": 0.5}
@@ -54,9 +55,8 @@ class EvaluateMarlin(SdkCallable, foo.Operator):
         return types.Property(inputs, view=types.View(label="Marlin: evaluate"))
 
     def execute(self, ctx):
-        params = forms.read_params(ctx, DEFAULTS)
-        if params["mode"] not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
+        check("evaluate", ctx.params, ctx.dataset)
+        params = given(ctx.params, DEFAULTS)
         summary = evaluate(ctx.target_view(), params["pred_field"], params["gt_field"], mode=params["mode"],
                            eval_key=params["eval_key"], iou=float(params["iou"]))
         if not ctx.delegated:

@@ -130,4 +130,4 @@ def model_settings(ctx, params: dict, prompt: str) -> dict:
 def model_loader(ctx, settings: dict):
     """Load (or reuse) the model only when some sample needs it."""
     return lambda: get_marlin(settings["model"], device=read_device(ctx), revision=settings["revision"],
-                              token=read_token(ctx), api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
+                              token=read_token(ctx))
