@@ -29,7 +29,7 @@ PREFIX = "marlin-core: error: "
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marlin-core", description="Marlin-2B video captioning and event search")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder (default: %(default)s)")
+    common.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local folder, or openai://HOST:PORT/v1/NAME for a vLLM server (default: %(default)s)")
     common.add_argument("--revision", default=None, help="hub revision")
     common.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     common.add_argument("--json", action="store_true", help="one JSON object per video per line")
@@ -212,13 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.duration_s = good[args.video]
 
     try:
-        from .engine import Marlin
+        from .backends import open_marlin
 
         with warnings.catch_warnings():
             # torch's notes about a checkpoint's pickle protocol would break the one-line promise
             warnings.simplefilter("ignore")
-            marlin = Marlin.from_pretrained(args.model, device=args.device, revision=args.revision)
-        if args.command == "find":
+            marlin = open_marlin(args.model, device=args.device, revision=args.revision)
+        if args.command == "find" and hasattr(marlin, "processor"):  # a server's tokenizer is not at hand
             check_queries(args.queries, marlin.processor.tokenizer.all_special_tokens)
     except Exception as error:  # noqa: BLE001 - a model that cannot be used is one line, whatever the cause
         print(PREFIX + error_summary(error, args.model if not isinstance(error, MarlinError) else None),

@@ -96,7 +96,8 @@ class ModelOperator(SdkCallable, foo.Operator):
         raise NotImplementedError
 
     def load_model(self, params):
-        return get_marlin(params.model, device=params.device, revision=params.revision, token=self._token)
+        return get_marlin(params.model, device=params.device, revision=params.revision, token=self._token,
+                          api_key=self._api_key)
 
     # ------------------------------------------------------------------ the run
 
@@ -105,6 +106,7 @@ class ModelOperator(SdkCallable, foo.Operator):
         check(self.OPERATION, ctx.params, ctx.dataset)
         params = self.parse(ctx)
         self._token = forms.read_token(ctx)
+        self._api_key = ctx.secrets.get("MARLIN_API_KEY") or None  # for an openai:// server (fiftyone.yml secret)
         view = ctx.target_view()
         ensure_fields(ctx.dataset, self.output_fields(params))
         record = RunRecord(view, params.run_key, self.OPERATION, self.settings(params)).start()

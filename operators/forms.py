@@ -39,7 +39,8 @@ def model_inputs(inputs: types.Object) -> None:
         "model",
         default=DEFAULT_MODEL,
         label="Model",
-        description="Hugging Face model id or a local folder with the weights (Marlin-2B is gated: log in first).",
+        description="Hugging Face model id or a local folder with the weights (Marlin-2B is gated: log in first), "
+                    "or openai://HOST:PORT/v1/NAME for a vLLM server (key: secret MARLIN_API_KEY).",
     )
     inputs.str("revision", default=None, label="Revision", description="Hub revision (branch, tag or commit).")
     device = types.Dropdown(label="Device")

@@ -12,15 +12,18 @@ _lock = threading.Lock()
 _cache: dict[tuple, object] = {}
 
 
-def get_marlin(model: str, *, device: str | None = None, revision: str | None = None, token: str | None = None):
-    """The loaded ``Marlin`` for these arguments, loading it (and dropping any other) on first use."""
-    key = (model, device or None, revision or None)
+def get_marlin(model: str, *, device: str | None = None, revision: str | None = None, token: str | None = None,
+               api_key: str | None = None):
+    """The loaded ``Marlin`` (or ``RemoteMarlin`` for an ``openai://`` server) for these arguments, loading it
+    (and dropping any other) on first use."""
+    key = (model, device or None, revision or None, api_key or None)
     with _lock:
         if key not in _cache:
-            from marlin_core import Marlin
+            from marlin_core.backends import open_marlin
 
             _cache.clear()
-            _cache[key] = Marlin.from_pretrained(model, device=device or None, revision=revision or None, token=token)
+            _cache[key] = open_marlin(model, device=device or None, revision=revision or None, token=token,
+                                      api_key=api_key or None)
         return _cache[key]
 
 

@@ -163,3 +163,24 @@ def zygote(trained_model_dir, color_videos):
     process = Zygote(trained_model_dir, color_videos["red"], dict(os.environ, PYTHONPATH=str(REPO)))
     yield process
     process.close()
+
+
+# --- serving: the vLLM-shaped trained checkpoint and a real vLLM server on 127.0.0.1 (one per session) ---
+
+
+@pytest.fixture(scope="session")
+def vllm_model_dir(tmp_path_factory) -> Path:
+    """The trained tiny checkpoint in the shapes vLLM's CPU kernels accept (``shape="vllm"``), same answers."""
+    out = CHECKPOINT_CACHE / "trained-vllm"
+    videos = tiny_model.make_training_videos(tmp_path_factory.mktemp("training-videos-vllm"))
+    return tiny_model.train_tiny_checkpoint(out, videos, shape="vllm")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_model_dir, tmp_path_factory):
+    """vLLM (from .cache/vllm-venv, scripts/install-vllm.sh) serving ``vllm_model_dir``; ``.model`` is its address."""
+    from vllm_server import start_server
+
+    server = start_server(vllm_model_dir, tmp_path_factory.mktemp("vllm-server") / "server.log")
+    yield server
+    server.stop()

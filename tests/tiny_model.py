@@ -194,6 +194,14 @@ TEXT_LAYER_TYPES = ["linear_attention", "linear_attention", "linear_attention", 
 TEXT_HIDDEN = 64
 VISION_HIDDEN = 32
 
+# Gated-delta-net head geometry per variant. "default" is the smallest that transformers runs; "vllm" meets the
+# limits of vLLM's CPU kernels (head dims must be 128: 16 and 32 are refused), with one head each so the model
+# stays small. Full attention (head_dim 64, rotary half 8 = sum of mrope_section) already meets vLLM's limits.
+LINEAR_HEADS = {
+    "default": dict(linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4),
+    "vllm": dict(linear_key_head_dim=128, linear_value_head_dim=128, linear_num_key_heads=1, linear_num_value_heads=1),
+}
+
 # Training: fixed seed, fixed step budget; stop once every target token beats the runner-up by LOGIT_MARGIN, so
 # greedy decoding is robust to float noise across machines (about 70 steps are needed).
 TRAIN_MAX_STEPS = 400
@@ -271,11 +279,12 @@ def build_processor():
     )
 
 
-def build_config(tokenizer):
+def build_config(tokenizer, shape: str = "default"):
     """The ``Qwen3_5Config``: hybrid text stack (gated delta net + full attention) and a one-block vision tower.
 
     Args:
         tokenizer: the tokenizer whose ids the config must name (vocab size, vision and eos/pad ids).
+        shape: a LINEAR_HEADS key ("vllm": head dims vLLM's CPU kernels accept).
 
     Returns:
         A ``Qwen3_5Config``.
@@ -293,10 +302,7 @@ def build_config(tokenizer):
         num_key_value_heads=1,
         head_dim=64,
         linear_conv_kernel_dim=4,
-        linear_key_head_dim=16,
-        linear_value_head_dim=16,
-        linear_num_key_heads=2,
-        linear_num_value_heads=4,
+        **LINEAR_HEADS[shape],
         max_position_embeddings=262144,  # as Qwen3.5; RoPE is computed on the fly, so no cost
         # Qwen3.5's rope layout: partial rotary 0.25 of head_dim 64 = 16 dims, interleaved M-RoPE over (t, h, w).
         rope_parameters={
@@ -333,11 +339,11 @@ def build_config(tokenizer):
     )
 
 
-def _new_model_and_processor(seed: int):
+def _new_model_and_processor(seed: int, shape: str = "default"):
     from transformers import GenerationConfig, Qwen3_5ForConditionalGeneration
 
     processor = build_processor()
-    config = build_config(processor.tokenizer)
+    config = build_config(processor.tokenizer, shape)
     torch.manual_seed(seed)
     model = Qwen3_5ForConditionalGeneration(config).float()
     model.generation_config = GenerationConfig(
@@ -356,19 +362,20 @@ def _save(model, processor, out_dir: Path, recipe: dict) -> Path:
     return out_dir
 
 
-def build_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_checkpoint(out_dir: str | Path, *, seed: int = 0, shape: str = "default") -> Path:
     """Build the tiny model with random weights and save model + processor to ``out_dir``.
 
     Args:
         out_dir: directory to write (created if missing); loadable with ``AutoModelForImageTextToText`` and
             ``AutoProcessor``.
         seed: torch seed for the weight init.
+        shape: a LINEAR_HEADS key.
 
     Returns:
         ``out_dir`` as a ``Path``.
     """
-    model, processor = _new_model_and_processor(seed)
-    return _save(model, processor, Path(out_dir), {"kind": "random", "seed": seed})
+    model, processor = _new_model_and_processor(seed, shape)
+    return _save(model, processor, Path(out_dir), {"kind": "random", "seed": seed, "shape": shape})
 
 
 def build_random_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
@@ -532,10 +539,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _recipe(seed: int, videos: Mapping[str, Path]) -> dict:
-    """What a trained checkpoint depends on: this file's code, the seed and the clips' bytes."""
+def _recipe(seed: int, videos: Mapping[str, Path], shape: str) -> dict:
+    """What a trained checkpoint depends on: this file's code, the shape, the seed and the clips' bytes."""
     return {
         "kind": "trained",
+        "shape": shape,
         "seed": seed,
         "builder_sha256": _sha256(Path(__file__)),
         "videos_sha256": {color: _sha256(path) for color, path in sorted(videos.items())},
@@ -586,7 +594,9 @@ def _check_generations(model, processor, videos: Mapping[str, Path]) -> None:
             )
 
 
-def train_tiny_checkpoint(out_dir: str | Path, videos: Mapping[str, Path], *, seed: int = 0) -> Path:
+def train_tiny_checkpoint(
+    out_dir: str | Path, videos: Mapping[str, Path], *, seed: int = 0, shape: str = "default"
+) -> Path:
     """Fit the tiny model on CPU so greedy ``generate`` reproduces TRAINED_TARGETS for ``videos``, then save it.
 
     Teacher-forced cross-entropy on the assistant tokens only (the target then ``<|im_end|>``), inputs from
@@ -600,6 +610,7 @@ def train_tiny_checkpoint(out_dir: str | Path, videos: Mapping[str, Path], *, se
         out_dir: directory to write.
         videos: colour name (a TRAINED_TARGETS key) -> clip path, e.g. from ``make_training_videos``.
         seed: torch seed for init and training.
+        shape: a LINEAR_HEADS key; "vllm" builds the variant vLLM's CPU kernels can serve.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -613,7 +624,7 @@ def train_tiny_checkpoint(out_dir: str | Path, videos: Mapping[str, Path], *, se
     unknown = sorted(set(videos) - set(TRAINED_TARGETS))
     if unknown:
         raise KeyError(f"train_tiny_checkpoint: no targets for {unknown}; known colours: {sorted(TRAINED_TARGETS)}")
-    recipe = _recipe(seed, videos)
+    recipe = _recipe(seed, videos, shape)
     if _already_built(out_dir, recipe):
         return out_dir
 
@@ -622,7 +633,7 @@ def train_tiny_checkpoint(out_dir: str | Path, videos: Mapping[str, Path], *, se
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     try:
-        model, processor = _new_model_and_processor(seed)
+        model, processor = _new_model_and_processor(seed, shape)
         examples = [
             _teacher_forced_example(processor, videos[color], prompt, target)
             for color, prompt, target in training_examples(videos)
@@ -646,13 +657,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="directory to write the checkpoint to")
     parser.add_argument("--trained", action="store_true", help="fit it to TRAINED_TARGETS (clips in OUT_DIR/videos)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed for init and training")
+    parser.add_argument("--shape", choices=sorted(LINEAR_HEADS), default="default",
+                        help="'vllm': the variant vLLM's CPU kernels can serve")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.trained:
         videos = make_training_videos(args.out_dir / "videos")
-        path = train_tiny_checkpoint(args.out_dir, videos, seed=args.seed)
+        path = train_tiny_checkpoint(args.out_dir, videos, seed=args.seed, shape=args.shape)
     else:
-        path = build_tiny_checkpoint(args.out_dir, seed=args.seed)
+        path = build_tiny_checkpoint(args.out_dir, seed=args.seed, shape=args.shape)
     print(f"tiny checkpoint written to {path} in {time.perf_counter() - started:.1f} s")
     return 0
 
