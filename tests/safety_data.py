@@ -65,7 +65,9 @@ def raw(dataset: fo.Dataset) -> dict:
 
 
 def user_part(doc: dict) -> dict:
-    return {key: value for key, value in doc.items() if key not in MARLIN_FIELDS}
+    """What belongs to the user: all but Marlin's outputs and the fields of evaluation ``ev``."""
+    return {key: value for key, value in doc.items()
+            if key not in MARLIN_FIELDS and key != "ev" and not key.startswith("ev_")}
 
 
 def assert_user_data_kept(before: dict, after: dict, roles: dict) -> None:
