@@ -63,6 +63,9 @@ class AnnotationFormatError(MarlinError, ValueError):
     def __init__(self, path: str | PathLike, problems: list[str]):
         self.path = str(path)
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one line, e.g. "no annotation file given: ..." or "a.json:3:3: not valid JSON"
+            super().__init__(f"{self.problems[0]} (nothing imported)")
+            return
         shown = "\n".join(f"  {problem}" for problem in self.problems[:MAX_REPORTED_PROBLEMS])
         more = len(self.problems) - MAX_REPORTED_PROBLEMS
         if more > 0:
