@@ -27,6 +27,19 @@ from pathlib import Path
 
 from marlin_core.errors import MarlinError
 
+__all__ = [
+    "LOADERS",
+    "AnnotationFormatError",
+    "Segment",
+    "VideoAnnotation",
+    "load_activitynet_captions",
+    "load_annotations",
+    "load_charades_sta",
+    "load_timelens",
+    "parse_charades_line",
+    "segments_past_duration",
+]
+
 MAX_REPORTED_PROBLEMS = 20  # enough to see a pattern; a broken file can have thousands
 CHARADES_SEPARATOR = "##"  # between the times and the sentence in Charades-STA files
 
