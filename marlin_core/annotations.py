@@ -27,6 +27,19 @@ from pathlib import Path
 
 from marlin_core.errors import MarlinError
 
+__all__ = [
+    "LOADERS",
+    "AnnotationFormatError",
+    "Segment",
+    "VideoAnnotation",
+    "load_activitynet_captions",
+    "load_annotations",
+    "load_charades_sta",
+    "load_timelens",
+    "parse_charades_line",
+    "segments_past_duration",
+]
+
 MAX_REPORTED_PROBLEMS = 20  # enough to see a pattern; a broken file can have thousands
 CHARADES_SEPARATOR = "##"  # between the times and the sentence in Charades-STA files
 
@@ -63,6 +76,9 @@ class AnnotationFormatError(MarlinError, ValueError):
     def __init__(self, path: str | PathLike, problems: list[str]):
         self.path = str(path)
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one line, e.g. "no annotation file given: ..." or "a.json:3:3: not valid JSON"
+            super().__init__(f"{self.problems[0]} (nothing imported)")
+            return
         shown = "\n".join(f"  {problem}" for problem in self.problems[:MAX_REPORTED_PROBLEMS])
         more = len(self.problems) - MAX_REPORTED_PROBLEMS
         if more > 0:

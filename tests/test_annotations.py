@@ -271,7 +271,7 @@ def test_timelens_reports_every_problem(tmp_path):
 def test_empty_path_is_one_clear_line(given):
     with pytest.raises(AnnotationFormatError, match="no annotation file given") as caught:
         load_annotations(given, "charades")
-    assert "IsADirectory" not in str(caught.value)
+    assert "IsADirectory" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_folder_and_missing_file_are_clear(tmp_path):

@@ -105,6 +105,12 @@ def test_empty_path_is_one_clear_line(dataset, ten_second_videos, path):
     message = str(caught.value)
     assert "Enter the path of the annotation file" in message and "\n" not in message.strip()
     assert "IsADirectoryError" not in message
+    from marlin_core.annotations import AnnotationFormatError
+    from operators.import_annotations import import_annotations
+
+    with pytest.raises(AnnotationFormatError) as direct:  # the SDK function, past the form
+        import_annotations(dataset.view(), path, "charades")
+    assert str(direct.value) == "no annotation file given: enter the path of the file to import (nothing imported)"
 
 
 def test_a_folder_path_is_a_clear_error(dataset, ten_second_videos, tmp_path):
