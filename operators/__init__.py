@@ -4,6 +4,7 @@ from .caption import CaptionVideos
 from .evaluate import EvaluateMarlin
 from .find import FindEvents
 from .import_annotations import ImportAnnotations
+from .open_view import OpenView
 from .review import ReviewErrors
 
-OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors]
+OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, OpenView]
