@@ -37,10 +37,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import torch  # noqa: E402
 from media import ffmpeg  # noqa: E402
 
-from marlin_core import video as video_module  # noqa: E402
 from marlin_core.inputs import prepare_inputs  # noqa: E402
-from marlin_core.sparse_decode import sparse_stream  # noqa: E402
-from marlin_core.video import SamplingOptions, load_video, probe  # noqa: E402
+from marlin_core.video import RESIZE_CHUNK_FRAMES, SamplingOptions, decode_threads, load_video, probe  # noqa: E402
+from marlin_core.video._sparse import sparse_stream  # noqa: E402
 from marlin_core.windows import plan_windows  # noqa: E402
 
 CACHE = REPO / ".cache" / "bench-videos"
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"[bench] torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-          f"decoder threads {video_module.decode_threads()}, chunk {video_module.RESIZE_CHUNK_FRAMES} frames, "
+          f"decoder threads {decode_threads()}, chunk {RESIZE_CHUNK_FRAMES} frames, "
           f"load average {os.getloadavg()[0]:.1f}")
     if not args.skip_timing:
         time_clips(args)

@@ -2,7 +2,10 @@
 
 Human-readable output by default (events as ``<start - end> description``); ``--json`` prints one
 JSON object per video per line (JSON Lines: a single video gives a single JSON document). Progress
-goes to stderr. Bad input exits non-zero with a one-line error, after the good videos are done.
+goes to stderr. Every failure is one line on stderr (``marlin-core: error: ...``, never a traceback)
+and an exit code: 2 for bad input found before any work (file, query, device, model), 1 when some
+videos failed while the others were done. Times are clamped to the video's duration, as the FiftyOne
+operators do (:mod:`marlin_core.sanitize`).
 """
 
 from __future__ import annotations
@@ -10,13 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 
-from .errors import MarlinError
-from .loading import DEFAULT_MODEL
+from .defaults import DEFAULT_MODEL, DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S
+from .errors import MarlinError, error_summary
+from .queries import QueryError, check_queries
+from .sanitize import sanitize_events, sanitize_span
 
 EXIT_BAD_INPUT = 2
 EXIT_SOME_FAILED = 1
+PREFIX = "marlin-core: error: "
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     common.add_argument("--json", action="store_true", help="one JSON object per video per line")
     common.add_argument("--max-new-tokens", type=int, default=None, help="generation cap")
-    common.add_argument("--window", type=float, default=120.0, help="window length in seconds for long videos")
+    common.add_argument("--window", type=float, default=DEFAULT_WINDOW_S, help="window length in seconds for long videos")
     common.add_argument("--quiet", action="store_true", help="no progress on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     caption = sub.add_parser("caption", parents=[common], help="scene + time-ranged events of each video")
@@ -73,18 +80,55 @@ def format_find_human(result: dict) -> str:
     return f"{result['query']}: <{_format_time(span[0])} - {_format_time(span[1])}>{suffix}"
 
 
-def _check_videos(paths: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split into readable videos and one-line errors, before the model is loaded."""
-    from .video import VideoError, probe
+def _check_videos(paths: Sequence[str]) -> tuple[dict[str, float], list[str]]:
+    """Readable videos with their duration in seconds, and one-line errors, before the model is loaded."""
+    from .video import probe
 
-    good, errors = [], []
+    good, errors = {}, []
     for path in paths:
         try:
-            probe(path)
-            good.append(path)
-        except VideoError as error:
-            errors.append(str(error))
+            info = probe(path)
+            if info.num_frames < 2:
+                raise MarlinError(f"{path}: only {info.num_frames} frame; Marlin needs at least 2")
+            good[path] = info.duration_s
+        except Exception as error:  # noqa: BLE001 - any reason a file cannot be used is that file's line
+            errors.append(error_summary(error, path))
     return good, errors
+
+
+def device_problem(device: str | None) -> str | None:
+    """Why ``--device`` cannot be used on this machine, or None (checked before the model loads)."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        return f"--device {device!r}: use cpu, cuda, cuda:N or mps"
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return f"--device {device!r}: no CUDA GPU is available; use cpu"
+        if parsed.index is not None and parsed.index >= count:
+            return f"--device {device!r}: only {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})"
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            return f"--device {device!r}: Apple MPS is not available; use cpu"
+    elif parsed.type != "cpu":
+        return f"--device {device!r}: use cpu, cuda, cuda:N or mps"
+    return None
+
+
+def clamp_caption(result: dict, duration_s: float) -> dict:
+    """Events clamped to ``[0, duration_s]`` (empty ones dropped), as the operators store them."""
+    events, _ = sanitize_events(result["events"], duration_s)
+    return dict(result, events=events)
+
+
+def clamp_find(result: dict, duration_s: float) -> dict:
+    span, _ = sanitize_span(result["span"], duration_s)
+    return dict(result, span=list(span) if span is not None else None)
 
 
 def _run_caption(marlin, args) -> list[str]:
@@ -93,10 +137,12 @@ def _run_caption(marlin, args) -> list[str]:
     kwargs = {"batch_size": args.batch_size, "window_s": args.window}
     if args.max_new_tokens:
         kwargs["max_new_tokens"] = args.max_new_tokens
-    for video, result in marlin.iter_captions(args.videos, **kwargs):
+    for video, result in marlin.iter_captions(list(args.videos), **kwargs):
         if isinstance(result, BaseException):
-            failures.append(str(result) if str(result).startswith(str(video)) else f"{video}: {result}")
-        elif args.json:
+            failures.append(error_summary(result, video))
+            continue
+        result = clamp_caption(result, args.videos[video])
+        if args.json:
             print(json.dumps({"video": str(video), **result}), flush=True)
         else:
             print(format_caption_human(str(video), result), flush=True)
@@ -120,6 +166,7 @@ def _run_find(marlin, args) -> list[str]:
             bar.refresh()
 
     results = marlin.find_many(args.video, args.queries, window_progress=window_progress, **kwargs)
+    results = [clamp_find(result, args.duration_s) for result in results]
     if bar is not None:
         bar.close()
     if args.json:
@@ -131,27 +178,58 @@ def _run_find(marlin, args) -> list[str]:
     return []
 
 
+def _bad_input(args) -> list[str]:
+    """Problems found before any video is read: queries and device."""
+    problems = []
+    if args.command == "find":
+        try:
+            args.queries = check_queries([" ".join(q.split()) for q in args.queries])
+        except QueryError as error:
+            problems.append(str(error))
+    if (problem := device_problem(args.device)) is not None:
+        problems.append(problem)
+    if args.window <= DEFAULT_OVERLAP_S:
+        problems.append(f"--window {args.window:g}: windows must be longer than their {DEFAULT_OVERLAP_S:g} s overlap")
+    return problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    problems = _bad_input(args)
+    for problem in problems:
+        print(PREFIX + problem, file=sys.stderr)
+    if problems:
+        return EXIT_BAD_INPUT
     videos = args.videos if args.command == "caption" else [args.video]
     good, errors = _check_videos(videos)
     for error in errors:
-        print(f"marlin-core: error: {error}", file=sys.stderr)
+        print(PREFIX + error, file=sys.stderr)
     if not good:
         return EXIT_BAD_INPUT
     if args.command == "caption":
         args.videos = good
-
-    from .engine import Marlin
+    else:
+        args.duration_s = good[args.video]
 
     try:
-        marlin = Marlin.from_pretrained(args.model, device=args.device, revision=args.revision)
-        failures = _run_caption(marlin, args) if args.command == "caption" else _run_find(marlin, args)
-    except MarlinError as error:
-        print(f"marlin-core: error: {error}", file=sys.stderr)
+        from .engine import Marlin
+
+        with warnings.catch_warnings():
+            # torch's notes about a checkpoint's pickle protocol would break the one-line promise
+            warnings.simplefilter("ignore")
+            marlin = Marlin.from_pretrained(args.model, device=args.device, revision=args.revision)
+        if args.command == "find":
+            check_queries(args.queries, marlin.processor.tokenizer.all_special_tokens)
+    except Exception as error:  # noqa: BLE001 - a model that cannot be used is one line, whatever the cause
+        print(PREFIX + error_summary(error, args.model if not isinstance(error, MarlinError) else None),
+              file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        failures = _run_caption(marlin, args) if args.command == "caption" else _run_find(marlin, args)
+    except Exception as error:  # noqa: BLE001 - one line instead of a traceback, whatever failed
+        failures = [error_summary(error, args.video if args.command == "find" else None)]
     for failure in failures:
-        print(f"marlin-core: error: {failure}", file=sys.stderr)
+        print(PREFIX + failure, file=sys.stderr)
     return EXIT_SOME_FAILED if failures or errors else 0
 
 

@@ -3,8 +3,9 @@
 Definition (the same for caption events and find spans): the geometric mean of the probabilities
 the model gave, at generation time, to the tokens that spell the two numbers of a time range
 (start and end, digits and decimal point). Probabilities come from the raw logits (softmax before
-any sampling processor), so they do not depend on temperature or top-p. A value near 1 means the
-model was sure of both boundaries; a value near 0 means another time was nearly as likely.
+any sampling processor), recorded while generating (:class:`ChosenTokenLogprobs`), so they do not
+depend on temperature or top-p. A value near 1 means the model was sure of both boundaries; a value
+near 0 means another time was nearly as likely.
 The description text does not count: it says *what*, the confidence is about *when*.
 """
 
@@ -15,23 +16,52 @@ import re
 from collections.abc import Sequence
 
 import torch
+from transformers import LogitsProcessor
+
+__all__ = ["ChosenTokenLogprobs", "char_offsets", "number_confidences", "range_confidences"]
 
 NUMBER_RE = re.compile(r"\d+(?:\.\d+)?")
 
 
-def token_logprobs(step_logits: Sequence[torch.Tensor], new_tokens: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each generated token under the raw logits.
+class ChosenTokenLogprobs(LogitsProcessor):
+    """Records, step by step, the log-probability of the token ``generate`` chose, under the raw logits.
 
-    Args:
-        step_logits: one ``(batch, vocab)`` tensor per generation step (``generate(output_logits=True)``).
-        new_tokens: ``(batch, steps)`` generated token ids.
+    Why a logits processor: ``generate(output_logits=True)`` keeps every step's full-vocabulary logits
+    (``batch x vocab`` float32 per step: ~1 MiB per token per video at Marlin's 248,320-token vocabulary,
+    ~2 GiB at the 2,048-token caption limit). This keeps only one step's log-softmax (``batch x vocab``)
+    and one float per generated token, so memory does not grow with tokens x vocab. It returns the scores
+    unchanged (the same tensor), so the chosen tokens are exactly those of a plain ``generate``.
 
-    Returns:
-        ``(batch, steps)`` float32 log-probabilities.
+    It must run before any processor that changes the distribution (temperature, top-k, top-p): the
+    engine passes those after it (see ``GenerationSettings.logits_processors``). The token chosen at step
+    ``t`` is known at call ``t + 1`` (it is the last column of ``input_ids``); :meth:`finish` reads the
+    last step's from the returned sequences.
     """
-    logits = torch.stack(list(step_logits), dim=1).float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    return logprobs.gather(-1, new_tokens[:, : logits.shape[1], None].long()).squeeze(-1)
+
+    def __init__(self):
+        self._previous: torch.Tensor | None = None  # (batch, vocab) log-probs of the last step seen
+        self._chosen: list[torch.Tensor] = []  # one (batch,) tensor per finished step, on the model's device
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._previous is not None:
+            self._chosen.append(self._previous.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self._previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
+        """``(batch, steps)`` float32 log-probabilities of ``new_tokens`` (the generated ids), on the CPU.
+
+        Steps recorded beyond ``new_tokens`` (``generate`` may run one extra step and undo it) are dropped.
+        """
+        steps = new_tokens.shape[1]
+        chosen = self._chosen[:steps]
+        if len(chosen) < steps and self._previous is not None:
+            last = new_tokens[:, len(chosen)].to(self._previous.device)
+            chosen.append(self._previous.gather(-1, last[:, None].long()).squeeze(-1))
+        self._previous, self._chosen = None, []
+        if not chosen:
+            return torch.zeros((new_tokens.shape[0], 0), dtype=torch.float32)
+        return torch.stack(chosen, dim=1).float().cpu()
 
 
 def char_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:

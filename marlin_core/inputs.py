@@ -5,6 +5,9 @@ do_resize=False, ...)``. :mod:`marlin_core.video` reproduces the first step's fr
 builds the same chat text and calls the processor the same way, so ``input_ids`` (with the per-frame
 ``<t seconds>`` timestamps), ``pixel_values_videos`` and ``video_grid_thw`` equal the reference's
 (``torch.equal``). It also left-pads several such inputs into one batch for ``generate``.
+
+Timestamps are seconds of the video (the reference) unless ``timestamps="window"``: the pipeline asks for
+that, in one place, when it answers a long video window by window.
 """
 
 from __future__ import annotations
@@ -17,6 +20,16 @@ import torch
 from transformers import BatchFeature
 
 from .video import SampledVideo, SamplingOptions, load_video
+
+__all__ = [
+    "TIMESTAMPS_VIDEO",
+    "TIMESTAMPS_WINDOW",
+    "build_messages",
+    "chat_text",
+    "collate_inputs",
+    "prepare_inputs",
+    "video_metadata",
+]
 
 # How the processor is told where each frame pair sits in time (seconds in the ``<t seconds>`` text):
 TIMESTAMPS_VIDEO = "video"  # from the start of the video: the reference (qwen-vl-utils) behaviour
@@ -77,9 +90,11 @@ def video_metadata(video: SampledVideo, timestamps: str = TIMESTAMPS_VIDEO) -> d
     return metadata
 
 
-def _processor_kwargs(processor, sampled: SampledVideo) -> dict:
-    """The processor kwargs of the reference call: ``do_resize=False`` (frames are already sized) and its kwargs."""
-    kwargs = {"do_resize": False, "return_tensors": "pt", **sampled.video_kwargs}
+def _processor_kwargs(processor) -> dict:
+    """The processor kwargs of the reference call: ``do_resize=False`` (frames are already sized) and
+    ``do_sample_frames=False`` (what ``process_vision_info(..., return_video_kwargs=True)`` returns: frames are
+    already sampled)."""
+    kwargs = {"do_resize": False, "do_sample_frames": False, "return_tensors": "pt"}
     if hasattr(processor.video_processor, "cap_pixels_per_frame"):
         # Only read when resizing, which do_resize=False skips; set so transformers does not warn that it is unset.
         kwargs["cap_pixels_per_frame"] = False
@@ -135,42 +150,7 @@ def prepare_inputs(
         text=[text],
         videos=[sampled.frames],
         video_metadata=[video_metadata(sampled, timestamps)],
-        **_processor_kwargs(processor, sampled),
-    )
-
-
-def prepare_batch(
-    processor,
-    items: Sequence[tuple[VideoInput, str]],
-    options: SamplingOptions | None = None,
-    *,
-    timestamps: str = TIMESTAMPS_VIDEO,
-    **option_overrides: Any,
-) -> BatchFeature:
-    """Left-padded inputs for several ``(video, prompt)`` pairs in one processor call (for batched ``generate``).
-
-    Row ``i`` equals ``prepare_inputs`` for item ``i`` once its left padding is removed; the same as
-    :func:`collate_inputs` over those single inputs.
-
-    Args:
-        processor: the model's ``Qwen3VLProcessor``.
-        items: ``(video, prompt)`` pairs; a video is a path or a :class:`SampledVideo`.
-        options, timestamps, **option_overrides: as for :func:`prepare_inputs`, applied to every item.
-
-    Returns:
-        A ``BatchFeature`` with batch size ``len(items)``.
-    """
-    if not items:
-        raise ValueError("prepare_batch: items is empty; pass at least one (video, prompt) pair")
-    sampled = [_sampled(video, options, option_overrides) for video, _ in items]
-    texts = [chat_text(processor, s.path, prompt, s.options) for s, (_, prompt) in zip(sampled, items)]
-    return processor(
-        text=texts,
-        videos=[s.frames for s in sampled],
-        video_metadata=[video_metadata(s, timestamps) for s in sampled],
-        padding=True,
-        padding_side="left",
-        **_processor_kwargs(processor, sampled[0]),
+        **_processor_kwargs(processor),
     )
 
 

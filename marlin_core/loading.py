@@ -13,9 +13,18 @@ from urllib.parse import urlparse
 
 import torch
 
-from .errors import ModelLoadError
+from .defaults import DEFAULT_MODEL
+from .errors import ModelLoadError, error_summary
 
-DEFAULT_MODEL = "NemoStation/Marlin-2B"
+__all__ = [
+    "DEFAULT_MODEL",
+    "load_model_and_processor",
+    "looks_local",
+    "pick_device",
+    "pick_dtype",
+    "resolve_local_files_only",
+]
+
 # Seconds to wait for the hub before concluding there is no network (transformers itself retries
 # for ~25 s before failing, with a message that does not mention local weights).
 HUB_CONNECT_TIMEOUT_S = 3.0
@@ -124,11 +133,7 @@ def load_model_and_processor(
         processor = AutoProcessor.from_pretrained(name_or_path, **common)
         model = AutoModelForImageTextToText.from_pretrained(name_or_path, **model_kwargs)
     except (OSError, ValueError, EnvironmentError) as error:
-        raise ModelLoadError(_advice(name_or_path, _first_line(error))) from error
+        raise ModelLoadError(_advice(name_or_path, error_summary(error))) from error
     model.to(target).eval()
     return model, processor, target
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

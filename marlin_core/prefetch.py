@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+__all__ = ["DEFAULT_DEPTH", "prefetch"]
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 

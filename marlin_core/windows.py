@@ -19,12 +19,23 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from .contract import format_events
+from .defaults import DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S  # window length and overlap: see defaults.py
 
-DEFAULT_WINDOW_S = 120.0  # the longest clip Marlin sees at its training rate: 240 frames at 2 fps
-# Marlin's events last a few seconds (0.5-3 s in the reference outputs). An event no longer than the
-# overlap that is cut at the end of one window starts inside the overlap, so the next window sees it
-# whole. 10 s covers that with margin at < 10% extra frames per seam (the official CLI uses 5 s).
-DEFAULT_OVERLAP_S = 10.0
+__all__ = [
+    "BOUNDARY_TOLERANCE_S",
+    "DEFAULT_OVERLAP_S",
+    "DEFAULT_WINDOW_S",
+    "SIMILARITY_THRESHOLD",
+    "Window",
+    "WindowStore",
+    "merge_window_captions",
+    "merge_window_finds",
+    "normalize_text",
+    "plan_windows",
+    "shift_events",
+    "text_similarity",
+]
+
 # Events from different windows are the same event when they overlap in time and their normalised
 # descriptions have a difflib ratio at least this high. Chosen on Marlin-style one-line descriptions:
 # rewordings ("a man opens the door" / "the man opens a door") score 1.0 after normalisation, while

@@ -1,40 +1,176 @@
-"""What the operators share: the SDK call, and for those that run Marlin the common form and result panel."""
+"""What the operators share: the SDK call, and for those that run Marlin the run itself.
+
+:class:`ModelOperator.execute` is the same for ``caption`` and ``find``: check the parameters
+(:mod:`.validation`, before any model loads), open a run record, run :func:`.processing.run_model`
+and report progress (App events for an immediate run, ``ctx.set_progress`` for a delegated one). A
+subclass says only what differs, through template methods: ``parse``, ``todo``, ``results``,
+``updates``, ``output_fields``, ``window_field``, ``window_fingerprint``, ``settings``.
+"""
 
 from __future__ import annotations
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
+from fiftyone.operators.message import GeneratedMessage, MessageType
 
-from . import forms
+from . import display, forms
+from .models import get_marlin
+from .processing import Interrupted, run_model
+from .runs import RunRecord, latest_outcome
+from .validation import check
+from .writes import ensure_fields
 
 
 class SdkCallable:
     """Lets an operator run from Python: ``foo.get_operator(uri)(dataset_or_view, **params)``."""
 
     def __call__(self, sample_collection, *, delegate: bool = False, **params):
-        """Run on ``sample_collection`` with ``params``; ``delegate=True`` queues it for a worker."""
-        return foo.execute_operator(
+        """Run on ``sample_collection`` with ``params``; ``delegate=True`` queues it for a worker.
+
+        Returns:
+            the run's summary (``done``, ``failed``, ...), or the queued operation's ``{"id": ...}``.
+        """
+        result = foo.execute_operator(
             self.uri, dict(view=sample_collection.view(), params=params), request_delegation=delegate
         )
+        if result.result is None and not delegate:
+            # a generator's summary goes to the App only; the run record keeps it for Python callers
+            return latest_outcome(sample_collection._root_dataset)
+        return result.result
+
+
+def delegated_stop_requested(ctx) -> bool:
+    """Whether this delegated run was marked failed (``fiftyone delegated fail``) while it ran."""
+    operation_id = getattr(ctx, "_delegated_operation_id", None)
+    if not ctx.delegated or operation_id is None:
+        return False
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    try:
+        operation = DelegatedOperationService().get(operation_id)
+    except Exception:  # noqa: BLE001 - an unreachable service is not a request to stop
+        return False
+    return operation is not None and operation.run_state == ExecutionRunState.FAILED
 
 
 class ModelOperator(SdkCallable, foo.Operator):
-    """Base of ``caption`` and ``find``; subclasses set ``DEFAULTS``, ``DONE_LABEL`` and their own inputs."""
+    """Base of ``caption`` and ``find``; subclasses set ``OPERATION``, ``DEFAULTS``, ``DONE_LABEL``."""
 
+    OPERATION = ""
     DEFAULTS: dict = {}
     DONE_LABEL = "Videos done"
+
+    # ------------------------------------------------------------------ template methods
+
+    def parse(self, ctx):
+        """The request's parameters as this operator's params dataclass (after validation)."""
+        raise NotImplementedError
+
+    def settings(self, params) -> dict:
+        """Everything that determines the answer (recorded, fingerprinted)."""
+        raise NotImplementedError
+
+    def output_fields(self, params) -> dict[str, dict]:
+        """``{field: add_sample_field kwargs}`` of every field a run may write."""
+        raise NotImplementedError
+
+    def todo(self, sample, params):
+        """The sample's job payload; None when already done; ``processing.UNTOUCHED`` to keep its labels."""
+        raise NotImplementedError
+
+    def results(self, marlin, jobs, params, window_progress, window_store):
+        """The engine's iterator of ``(video, result | exception)`` over ``jobs``, in order."""
+        raise NotImplementedError
+
+    def updates(self, sample, result, job, params) -> dict:
+        """``{field: new value}`` for one result, merged on a fresh read of ``sample`` (may run twice)."""
+        raise NotImplementedError
+
+    def window_field(self, params) -> str:
+        """The labels field beside which finished windows of long videos wait."""
+        raise NotImplementedError
+
+    def window_fingerprint(self, job, params) -> str:
+        """The fingerprint finished windows of ``job`` are kept under."""
+        raise NotImplementedError
+
+    def load_model(self, params):
+        return get_marlin(params.model, device=params.device, revision=params.revision, token=self._token)
+
+    # ------------------------------------------------------------------ the run
+
+    def execute(self, ctx):
+        """Validate, then run: a generator of App progress events (immediate) or the summary (delegated)."""
+        check(self.OPERATION, forms.request_params(ctx), ctx.dataset)
+        params = self.parse(ctx)
+        self._token = forms.read_token(ctx)
+        view = ctx.target_view()
+        ensure_fields(ctx.dataset, self.output_fields(params))
+        record = RunRecord(view, params.run_key, self.OPERATION, self.settings(params)).start()
+        steps = self._run(ctx, params, view, record)
+        if ctx.delegated:
+            return _drain(steps, lambda p: ctx.set_progress(progress=p.fraction, label=p.label))
+        return self._events(ctx, steps)
+
+    def _run(self, ctx, params, view, record):
+        """The run with its record kept: completed, failed (re-raised) or interrupted."""
+        outcome = None
+        try:
+            outcome = yield from run_model(ctx, self, params, view, record, lambda: delegated_stop_requested(ctx))
+        except GeneratorExit:
+            record.finish("interrupted", {}, "the App stopped listening before the run ended")
+            raise
+        except Interrupted:
+            record.finish("interrupted", {})
+            raise
+        except BaseException as error:
+            record.finish("failed", {}, f"{type(error).__name__}: {error}")
+            raise
+        record.finish(outcome["status"], outcome)
+        display.show_marlin_labels(view, self.window_field(params))
+        return outcome
+
+    def _events(self, ctx, steps):
+        """Immediate run: progress as App events, then the summary as the operation's result."""
+        progress = None
+        try:
+            while True:
+                progress = next(steps)
+                yield ctx.trigger("set_progress", dict(progress=progress.fraction, label=progress.label))
+        except StopIteration as stop:
+            summary = stop.value
+        if not ctx.delegated:
+            yield ctx.trigger("set_color_scheme", display.app_colour_scheme(ctx.dataset))
+            yield ctx.trigger("show_output", {"outputs": self.summary_output().to_json(), "results": summary})
+            yield ctx.trigger("reload_dataset")
+        yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))
+
+    # ------------------------------------------------------------------ form and output
 
     def resolve_execution_options(self, ctx):
         return forms.execution_options(self, ctx)
 
-    def params(self, ctx) -> dict:
-        """The request's parameters over the defaults (None = not given)."""
-        return forms.read_params(ctx, self.DEFAULTS)
 
     def resolve_output(self, ctx):
+        # an immediate run is a generator: it shows its summary itself (show_output, in _events)
+        return self.summary_output() if ctx.results else None
+
+    def summary_output(self) -> types.Property:
+        """The run's summary panel (done / skipped / untouched / failed / errors)."""
         outputs = types.Object()
         outputs.int("done", label=self.DONE_LABEL)
         outputs.int("skipped", label="Skipped (already done with these settings)")
+        outputs.int("untouched", label="Left untouched (labels not made by Marlin; use overwrite)")
         outputs.int("failed", label="Failed (see the error field)")
         outputs.list("errors", types.String(), label="Errors")
         return types.Property(outputs, view=types.View(label=self.config.label))
+
+
+def _drain(steps, report) -> dict:
+    """Run a generator of progress to its end, reporting each step; return its value."""
+    while True:
+        try:
+            report(next(steps))
+        except StopIteration as stop:
+            return stop.value

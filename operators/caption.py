@@ -7,15 +7,17 @@ parameters.
 
 from __future__ import annotations
 
+import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from marlin_core.contract import CAPTION_PROMPT
 
-from . import display, forms, placements, scheduling
+from . import forms, placements, scheduling
 from .base import ModelOperator
-from .labels import events_to_detections
-from .processing import ModelRun, execute_model_run
+from .labels import events_to_detections, is_marlin_label
+from .params import CaptionParams
+from .processing import UNTOUCHED, partial_field
 from .runs import settings_fingerprint
 
 OPERATION = "caption"
@@ -36,6 +38,7 @@ OUTPUT_FIELDS = {
 
 
 class CaptionVideos(ModelOperator):
+    OPERATION = OPERATION
     DEFAULTS = DEFAULTS
     DONE_LABEL = "Videos captioned"
 
@@ -46,12 +49,13 @@ class CaptionVideos(ModelOperator):
             label="Marlin: caption videos",
             description="Describe each video and list its time-ranged events as TemporalDetections",
             dynamic=True,
+            execute_as_generator=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
 
     def resolve_input(self, ctx):
-        params = self.params(ctx)
+        params = forms.read_params(ctx, DEFAULTS)
         problems = forms.form_problems(OPERATION, params, ctx.dataset)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Caption")
@@ -70,41 +74,64 @@ class CaptionVideos(ModelOperator):
     def resolve_placement(self, ctx):
         return placements.button(self, ctx, label="Caption with Marlin", icon="subtitles")
 
-    def execute(self, ctx):
-        params = self.params(ctx)
-        settings = forms.model_settings(ctx, params, params.get("prompt") or CAPTION_PROMPT)
-        fingerprint = settings_fingerprint(settings)
-        field = params["events_field"]
+    # ------------------------------------------------------------------ template methods
 
-        def todo(sample):
-            labels = sample[field] if sample.has_field(field) else None
-            done = labels is not None and getattr(labels, "marlin_settings", None) == fingerprint
-            return None if done and not params.get("overwrite") else True
+    def parse(self, ctx) -> CaptionParams:
+        return CaptionParams.read(forms.request_params(ctx), DEFAULTS)
 
-        def results(marlin, jobs, window_progress, window_store):
-            return marlin.iter_captions(
-                [job.filepath for job in jobs],
-                batch_size=max(1, int(params.get("batch_size") or 1)),
-                max_new_tokens=settings["max_new_tokens"],
-                prompt=params.get("prompt"),
-                window_s=settings["window_s"],
-                window_progress=window_progress,
-                window_store=window_store,
-                **settings["sampling"],
-            )
+    def settings(self, params: CaptionParams) -> dict:
+        return params.settings(params.prompt or CAPTION_PROMPT)
 
-        def write(sample, result, metadata, job):
-            detections, changes = events_to_detections(result["events"], metadata, fingerprint)
-            detections.format_ok = bool(result.get("format_ok", True))
-            detections.truncated = bool(result.get("truncated", False))
-            if changes:
-                detections.sanitized = changes
-            sample[field] = detections
-            sample[params["scene_field"]] = result["scene"]
-            sample[params["caption_field"]] = result["caption"]
+    def output_fields(self, params: CaptionParams) -> dict[str, dict]:
+        return {
+            params.events_field: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
+            params.scene_field: dict(ftype=fo.StringField),
+            params.caption_field: dict(ftype=fo.StringField),
+            params.error_field: dict(ftype=fo.StringField),
+            partial_field(params.events_field): dict(ftype=fo.DictField),
+        }
 
-        run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], settings, todo, results, write,
-                       window_fingerprint=lambda job: fingerprint)
-        outcome = execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
-        display.show_marlin_labels(ctx.target_view(), field, ctx)
-        return outcome
+    def todo(self, sample, params: CaptionParams):
+        """Skip samples done with these settings; keep samples whose fields hold someone else's values.
+
+        The scene and raw-caption strings belong to the events labels beside them: they are Marlin's when
+        the events field is (it carries the fingerprint), or when all three fields are empty.
+        """
+        events = sample[params.events_field] if sample.has_field(params.events_field) else None
+        if is_marlin_label(events):
+            done = events.marlin_settings == settings_fingerprint(self.settings(params))
+            return None if done and not params.overwrite else True
+        occupied = any(sample.has_field(name) and sample[name] not in (None, "") for name in params.label_fields)
+        return UNTOUCHED if occupied and not params.overwrite else True
+
+    def results(self, marlin, jobs, params: CaptionParams, window_progress, window_store):
+        from marlin_core import WorkItem
+
+        return marlin.iter_captions(
+            [WorkItem(job.sample_id, job.filepath) for job in jobs],
+            batch_size=params.batch_size,
+            max_new_tokens=params.max_new_tokens,
+            prompt=params.prompt,
+            window_s=params.window_s,
+            window_progress=window_progress,
+            window_store=window_store,
+            **params.sampling,
+        )
+
+    def updates(self, sample, result, job, params: CaptionParams) -> dict:
+        if self.todo(sample, params) is UNTOUCHED:
+            return {}  # someone wrote their own labels there while the model ran: theirs stay
+        detections, changes = events_to_detections(result["events"], job.metadata,
+                                                   settings_fingerprint(self.settings(params)))
+        detections.format_ok = bool(result.get("format_ok", True))
+        detections.truncated = bool(result.get("truncated", False))
+        if changes:
+            detections.sanitized = changes
+        return {params.events_field: detections, params.scene_field: result["scene"],
+                params.caption_field: result["caption"]}
+
+    def window_field(self, params: CaptionParams) -> str:
+        return params.events_field
+
+    def window_fingerprint(self, job, params: CaptionParams) -> str:
+        return settings_fingerprint(self.settings(params))

@@ -17,7 +17,7 @@ __all__ = [
     "time_range_text",
     "show_marlin_labels",
     "declare_label_attributes",
-    "declare_string_list_field",
+    "app_colour_scheme",
     "fill_time_ranges",
     "colour_fields",
 ]
@@ -46,20 +46,6 @@ def declare_label_attributes(dataset: fo.Dataset, field: str) -> None:
     wanted = {path: spec for path, spec in dynamic.items() if path.rsplit(".", 1)[-1] in FILTERABLE_ATTRIBUTES}
     if wanted:
         dataset.add_dynamic_sample_fields(fields=wanted)
-
-
-def declare_string_list_field(view, field: str) -> None:
-    """Declare ``field`` as a list of strings (filterable like tags) before a run writes to it.
-
-    A list field first written with ``[]`` would be declared untyped, and the App cannot filter on
-    an untyped list; FiftyOne cannot retype a declared field later. Once declared, a sample's unset
-    value reads as ``[]`` but is not stored, so the target samples that lack it get an explicit ``[]``.
-    """
-    dataset = view._root_dataset
-    if dataset.has_sample_field(field):
-        return
-    dataset.add_sample_field(field, fo.ListField, subfield=fo.StringField)
-    view.exists(field, False).set_field(field, []).save(field)
 
 
 def fill_time_ranges(view, field: str) -> None:
@@ -103,19 +89,24 @@ def _other_temporal_fields(dataset: fo.Dataset, ours: set[str]) -> list[str]:
     return [name for name in schema if name not in ours and not name.startswith("marlin_")]
 
 
-def show_marlin_labels(view, field: str, ctx=None) -> None:
+def show_marlin_labels(view, field: str) -> None:
     """After a caption/find run: declare ``field``'s attributes, readable times, and colours.
 
     Args:
         view: the samples the run wrote to.
         field: the ``TemporalDetections`` field the run wrote.
-        ctx: the operator's context; an open App (immediate run) then shows the colours at once.
     """
     dataset = view._root_dataset
     fill_time_ranges(view, field)
     declare_label_attributes(dataset, field)
     colour_fields(dataset, predictions=[field], ground_truth=_other_temporal_fields(dataset, {field}))
-    if ctx is not None and not ctx.delegated:
-        # the App reads a dataset's colour scheme when it loads the dataset; this updates an open one
-        scheme = dataset.app_config.color_scheme
-        ctx.trigger("set_color_scheme", {"color_by": scheme.color_by, "fields": list(scheme.fields or [])})
+
+
+def app_colour_scheme(dataset: fo.Dataset) -> dict:
+    """Params of the App's ``set_color_scheme`` operator for the dataset's field colours.
+
+    The App reads a dataset's colour scheme when it loads the dataset; an immediate run triggers
+    ``set_color_scheme`` with these so an open App shows the colours at once.
+    """
+    scheme = dataset.app_config.color_scheme or fo.ColorScheme()
+    return {"color_by": scheme.color_by or "field", "fields": list(scheme.fields or [])}

@@ -8,7 +8,9 @@ import fiftyone.operators.types as types
 
 from . import forms
 from .base import SdkCallable
-from .evaluation import MODES, evaluate, format_summary
+from .evaluation import evaluate, format_summary
+from .params import given
+from .validation import check
 from .open_view import view_buttons
 from .review import KINDS as REVIEW_KINDS
 
@@ -53,12 +55,12 @@ class EvaluateMarlin(SdkCallable, foo.Operator):
                      description="Minimum temporal IoU for a prediction to match (tp).")
         if ctx.dataset is not None and ctx.params.get("eval_key", DEFAULTS["eval_key"]) in ctx.dataset.list_evaluations():
             inputs.view("exists", types.Warning(label="This evaluation key exists and will be overwritten."))
+        forms.mark_invalid(inputs, forms.form_problems("evaluate", given(ctx.params, DEFAULTS), ctx.dataset))
         return types.Property(inputs, view=types.View(label="Marlin: evaluate"))
 
     def execute(self, ctx):
-        params = forms.read_params(ctx, DEFAULTS)
-        if params["mode"] not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
+        check("evaluate", ctx.params, ctx.dataset)
+        params = given(ctx.params, DEFAULTS)
         summary = evaluate(ctx.target_view(), params["pred_field"], params["gt_field"], mode=params["mode"],
                            eval_key=params["eval_key"], iou=float(params["iou"]))
         if not ctx.delegated:

@@ -13,6 +13,12 @@ per-label ``<eval_key>`` = tp/fp/fn and ``<eval_key>_iou`` attributes, a per-sam
   counting as IoU 0. Per-sample IoU = mean over that sample's queries.
 
 The aggregate table is kept in a custom run ``<eval_key>_marlin`` (``get_run_info(...).config``).
+
+The user's label fields are only read. FiftyOne's matching writes tp/fp/fn onto the labels it matches
+(and events mode must relabel every event for class-agnostic matching), so it runs on the evaluation's
+own copies, ``<eval_key>_predictions`` and ``<eval_key>_ground_truth`` (cloned field by field, which
+writes nothing else of a sample): a kill at any moment leaves every user label byte-identical, and a run
+of find or caption at the same time keeps every answer. The review views show the copies.
 """
 
 from __future__ import annotations
@@ -30,13 +36,45 @@ MODES = ("events", "grounding")
 AGNOSTIC_LABEL = "event"
 
 
+def own_fields(eval_key: str) -> tuple[str, str]:
+    """The evaluation's copies of the predictions and ground truth: ``(<key>_predictions, <key>_ground_truth)``."""
+    return f"{eval_key}_predictions", f"{eval_key}_ground_truth"
+
+
+def drop_evaluation(dataset: fo.Dataset, eval_key: str) -> None:
+    """Remove what an earlier (or killed) evaluation ``eval_key`` left: its run, copies and fields.
+
+    Only the evaluation's own fields are deleted. A run registered by an older version on the user's
+    fields is deleted through FiftyOne, which removes only its ``<eval_key>`` attributes from those labels.
+    """
+    if eval_key in dataset.list_evaluations():
+        dataset.delete_evaluation(eval_key)
+    for name in owned_fields(dataset, eval_key):
+        if dataset.has_sample_field(name):
+            dataset.delete_sample_field(name)
+
+
+def owned_fields(dataset: fo.Dataset, eval_key: str) -> list[str]:
+    """The copies an evaluation ``eval_key`` of Marlin made (recorded in its run before it made them)."""
+    run_key = f"{eval_key}_marlin"
+    if run_key not in dataset.list_runs():
+        return []
+    return list(getattr(dataset.get_run_info(run_key).config, "fields", None) or [])
+
+
+def foreign_copy_fields(dataset: fo.Dataset, eval_key: str) -> list[str]:
+    """Fields named like this evaluation's copies that it did not make (it would not overwrite them)."""
+    ours = owned_fields(dataset, eval_key)
+    return [name for name in own_fields(eval_key) if dataset.has_sample_field(name) and name not in ours]
+
+
 @contextmanager
 def _one_label(view, fields: list[str]):
-    """Give every event the label ``event`` while FiftyOne matches, then restore the descriptions.
+    """Give every event of the evaluation's copies the label ``event`` while FiftyOne matches.
 
     With ``classwise=False`` FiftyOne matches segments across labels but still calls a match "tp"
-    only when the labels are equal; free-text descriptions never are. Renaming for the duration of
-    the evaluation makes it class-agnostic, and the eval attributes stay on the user's own labels.
+    only when the labels are equal; free-text descriptions never are. Only the copies are renamed
+    (never the user's fields); a kill in between leaves renamed copies, which the next run replaces.
     """
     paths = [f"{field}.detections.label" for field in fields]
     originals = {path: view.values(path) for path in paths}
@@ -97,6 +135,18 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
     for field in (pred_field, gt_field):
         if not dataset.has_sample_field(field):
             raise ValueError(f"dataset {dataset.name!r} has no field {field!r}")
+    user_fields = (pred_field, gt_field)
+    drop_evaluation(dataset, eval_key)
+    if foreign_copy_fields(dataset, eval_key):
+        raise ValueError(f"fields {foreign_copy_fields(dataset, eval_key)} exist and are not this evaluation's; "
+                         "choose another evaluation key")
+    pred_field, gt_field = own_fields(eval_key)
+    # recorded before the copies exist, so a killed run's copies are known as this evaluation's
+    view.register_run(f"{eval_key}_marlin", view.init_run(
+        method="marlin.evaluate", pred_field=user_fields[0], gt_field=user_fields[1], iou=iou, mode=mode,
+        eval_key=eval_key, status="running", fields=[pred_field, gt_field]), overwrite=True, cleanup=False)
+    view.clone_sample_field(user_fields[0], pred_field)
+    view.clone_sample_field(user_fields[1], gt_field)
     num_predictions = view.count(f"{pred_field}.detections")
     # mAP ranks predictions by confidence, so it needs one on every prediction
     compute_map = num_predictions > 0 and num_predictions == view.count(f"{pred_field}.detections.confidence")
@@ -129,9 +179,12 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
         metrics.update(grounding_metrics([p for _, p in pairs], [g for g, _ in pairs]))
 
     views = _save_review_views(view, pred_field, gt_field, eval_key)
-    summary = {"mode": mode, "eval_key": eval_key, "samples": len(rows), "metrics": metrics, "views": views}
-    dataset.register_run(f"{eval_key}_marlin", dataset.init_run(method="marlin.evaluate", pred_field=pred_field,
-                         gt_field=gt_field, iou=iou, **summary), overwrite=True, cleanup=False)
+    summary = {"mode": mode, "eval_key": eval_key, "samples": len(rows), "metrics": metrics, "views": views,
+               "fields": [pred_field, gt_field]}
+    view.register_run(f"{eval_key}_marlin", view.init_run(
+        method="marlin.evaluate", pred_field=user_fields[0], gt_field=user_fields[1], iou=iou, status="completed",
+        **summary),
+        overwrite=True, cleanup=False)
     return summary
 
 

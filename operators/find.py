@@ -14,10 +14,11 @@ import fiftyone.operators.types as types
 
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
 
-from . import display, forms, placements, scheduling
+from . import forms, placements, scheduling
 from .base import ModelOperator
-from .labels import find_to_detection
-from .processing import ModelRun, execute_model_run
+from .labels import find_to_detection, is_marlin_label
+from .params import FindParams
+from .processing import UNTOUCHED, partial_field
 from .runs import settings_fingerprint
 
 OPERATION = "find"
@@ -51,27 +52,42 @@ def searched_queries(sample, field: str) -> dict[str, str]:
     return {query: fingerprint for query, fingerprint in pairs or []}
 
 
-def write_answers(sample, answers: list[dict], metadata, field: str, missing_field: str, fingerprint: str) -> None:
-    """Add each answered query to the sample's labels, replacing only that query's earlier answer."""
-    asked = {answer["query"] for answer in answers}
-    labels = sample[field] if sample.has_field(field) else None
-    kept = [d for d in (labels.detections if labels is not None else []) if d.label not in asked]
-    previous_missing = sample[missing_field] if sample.has_field(missing_field) else None
-    not_found = [q for q in previous_missing or [] if q not in asked]
-    searched = searched_queries(sample, field)
-    for answer in answers:
+def merge_answers(sample, answers: list[dict], params: FindParams, metadata, fingerprint: str) -> dict:
+    """``{find field, not-found field}`` after adding ``answers`` to what the sample holds now.
+
+    Each answered query replaces only Marlin's earlier answer to that query; the other detections
+    (other queries, other runs' answers written meanwhile, labels someone made) keep their ids. A
+    query already answered with the same settings by a concurrent run keeps that answer (no duplicate);
+    a query someone labelled by hand is not replaced unless ``overwrite``.
+    """
+    labels = sample[params.find_field] if sample.has_field(params.find_field) else None
+    existing = list(labels.detections) if labels is not None else []
+    searched = searched_queries(sample, params.find_field)
+    hand_made = {d.label for d in existing if not is_marlin_label(d)}
+    asked = [a for a in answers
+             if params.overwrite or (searched.get(a["query"]) != fingerprint and a["query"] not in hand_made)]
+    if not asked:
+        return {}
+    queries = {a["query"] for a in asked}
+    kept = [d for d in existing if d.label not in queries or not (is_marlin_label(d) or params.overwrite)]
+    previous_missing = sample[params.not_found_field] if sample.has_field(params.not_found_field) else None
+    not_found = [q for q in previous_missing or [] if q not in queries]
+    for answer in asked:
         detection, _ = find_to_detection(answer, metadata, fingerprint)
         searched[answer["query"]] = fingerprint
         if detection is None:
             not_found.append(answer["query"])
         else:
             kept.append(detection)
+    labels = labels if labels is not None else fo.TemporalDetections()
+    labels.detections = kept
     # stored as [query, fingerprint] pairs: queries may hold "." which MongoDB keys cannot
-    sample[field] = fo.TemporalDetections(detections=kept, searched=[[q, f] for q, f in searched.items()])
-    sample[missing_field] = not_found
+    labels.searched = [[q, f] for q, f in searched.items()]
+    return {params.find_field: labels, params.not_found_field: not_found}
 
 
 class FindEvents(ModelOperator):
+    OPERATION = OPERATION
     DEFAULTS = DEFAULTS
     DONE_LABEL = "Videos searched"
 
@@ -82,12 +98,13 @@ class FindEvents(ModelOperator):
             label="Marlin: find events in videos",
             description="Locate when each described event happens (TemporalDetections labelled with the query)",
             dynamic=True,
+            execute_as_generator=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
 
     def resolve_input(self, ctx):
-        params = self.params(ctx)
+        params = forms.read_params(ctx, DEFAULTS)
         problems = forms.form_problems(OPERATION, params, ctx.dataset)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Search")
@@ -107,40 +124,62 @@ class FindEvents(ModelOperator):
     def resolve_placement(self, ctx):
         return placements.button(self, ctx, label="Find events with Marlin", icon="manage_search")
 
-    def execute(self, ctx):
-        params = self.params(ctx)
-        queries = parse_queries(params.get("queries"))
-        if not queries:
-            raise ValueError("find needs at least one query (parameter 'queries')")
-        settings = forms.model_settings(ctx, params, FIND_PROMPT_TEMPLATE)
-        fingerprint = settings_fingerprint(settings)
-        field, missing_field = params["find_field"], not_found_field(params["find_field"])
+    # ------------------------------------------------------------------ template methods
 
-        def todo(sample):
-            searched = searched_queries(sample, field)
-            remaining = [q for q in queries if params.get("overwrite") or searched.get(q) != fingerprint]
-            return remaining or None
+    def parse(self, ctx) -> FindParams:
+        params = forms.request_params(ctx)
+        return FindParams.read(params, DEFAULTS, parse_queries(params.get("queries")))
 
-        def results(marlin, jobs, window_progress, window_store):
-            return marlin.iter_finds(
-                [(job.filepath, job.payload) for job in jobs],
-                max_new_tokens=settings["max_new_tokens"],
-                window_s=settings["window_s"],
-                window_progress=window_progress,
-                window_store=window_store,
-                **settings["sampling"],
-            )
+    def settings(self, params: FindParams) -> dict:
+        return dict(params.settings(FIND_PROMPT_TEMPLATE), queries=list(params.queries))
 
-        def write(sample, answers, metadata, job):
-            write_answers(sample, answers, metadata, field, missing_field, fingerprint)
+    def _fingerprint(self, params: FindParams) -> str:
+        """Per-query settings: the prompt template, not the list of queries asked together."""
+        return settings_fingerprint(params.settings(FIND_PROMPT_TEMPLATE))
 
-        run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], dict(settings, queries=queries),
-                       todo, results, write,
-                       window_fingerprint=lambda job: settings_fingerprint([fingerprint, job.payload]))
-        display.declare_string_list_field(ctx.target_view(), missing_field)
-        outcome = execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
-        display.show_marlin_labels(ctx.target_view(), field, ctx)
-        return outcome
+    def output_fields(self, params: FindParams) -> dict[str, dict]:
+        return {
+            params.find_field: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
+            params.not_found_field: dict(ftype=fo.ListField, subfield=fo.StringField),
+            params.error_field: dict(ftype=fo.StringField),
+            partial_field(params.find_field): dict(ftype=fo.DictField),
+        }
+
+    def todo(self, sample, params: FindParams):
+        """The queries still to ask; None when all are done; ``UNTOUCHED`` when hand-made labels block all."""
+        searched = searched_queries(sample, params.find_field)
+        labels = sample[params.find_field] if sample.has_field(params.find_field) else None
+        hand_made = {d.label for d in (labels.detections if labels is not None else []) if not is_marlin_label(d)}
+        fingerprint = self._fingerprint(params)
+        if params.overwrite:
+            return list(params.queries)
+        remaining = [q for q in params.queries if searched.get(q) != fingerprint]
+        allowed = [q for q in remaining if q not in hand_made]
+        if allowed:
+            return allowed
+        return UNTOUCHED if remaining else None
+
+    def results(self, marlin, jobs, params: FindParams, window_progress, window_store):
+        from marlin_core import WorkItem
+
+        return marlin.iter_finds(
+            [WorkItem(job.sample_id, job.filepath, tuple(job.payload)) for job in jobs],
+            batch_size=params.batch_size,
+            max_new_tokens=params.max_new_tokens,
+            window_s=params.window_s,
+            window_progress=window_progress,
+            window_store=window_store,
+            **params.sampling,
+        )
+
+    def updates(self, sample, answers, job, params: FindParams) -> dict:
+        return merge_answers(sample, answers, params, job.metadata, self._fingerprint(params))
+
+    def window_field(self, params: FindParams) -> str:
+        return params.find_field
+
+    def window_fingerprint(self, job, params: FindParams) -> str:
+        return settings_fingerprint([self._fingerprint(params), job.payload])
 
     def __call__(self, sample_collection, queries, *, delegate: bool = False, **params):
         """Run from Python: ``foo.get_operator("@marlin/marlin/find")(dataset, ["a dog jumps"])``."""

@@ -17,13 +17,10 @@ import fiftyone.operators.types as types
 from marlin_core.loading import DEFAULT_MODEL
 from marlin_core.windows import DEFAULT_WINDOW_S
 
-from . import scheduling
-from .models import get_marlin
+from . import scheduling, validation
 
 ADVANCED = "advanced"
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
-# Preprocessing options a user may change; None keeps the reference behaviour (marlin-facts.md).
-SAMPLING_PARAMS = ("fps", "max_frames", "max_pixels")
 # The environment variable naming the model to propose when this dataset has no Marlin run yet.
 MODEL_ENV = "MARLIN_MODEL"
 # Inputs shown above the Advanced section.
@@ -46,20 +43,20 @@ def read_params(ctx, defaults: dict) -> dict:
     return {**defaults, **flat_params(ctx)}
 
 
-def read_device(ctx) -> str | None:
-    device = flat_params(ctx).get("device") or "auto"
-    return None if device == "auto" else device
-
-
 def read_token(ctx) -> str | None:
     """The Hugging Face token for the gated model: the plugin secret ``HF_TOKEN`` (never a parameter)."""
     return ctx.secrets.get("HF_TOKEN") or None
 
 
-def read_sampling(ctx_or_params) -> dict:
-    """The preprocessing options the user set (unset ones keep the reference defaults)."""
-    params = ctx_or_params if isinstance(ctx_or_params, dict) else flat_params(ctx_or_params)
-    return {name: params[name] for name in SAMPLING_PARAMS if params.get(name) is not None}
+def request_params(ctx) -> dict:
+    """What execute() reads: the flat parameters, with the proposed model when none was given.
+
+    SDK callers that pass no model get the same model the form proposes (:func:`default_model`).
+    """
+    params = flat_params(ctx)
+    if not params.get("model"):
+        params["model"] = default_model(ctx.dataset)
+    return params
 
 
 # --- the model to propose -----------------------------------------------------------------------
@@ -174,14 +171,8 @@ def existing_fields_notice(inputs: types.Object, dataset, fields: list[str]) -> 
 
 
 def form_problems(operation: str, params: dict, dataset) -> dict[str, str]:
-    """``{param name: reason}`` for the parameters that would make the run fail."""
-    problems = {}
-    if operation == "find":
-        from .find import parse_queries
-
-        if not parse_queries(params.get("queries")):
-            problems["queries"] = "Enter at least one query."
-    return problems
+    """``{param name: reason}`` for the parameters that would make the run fail (see :mod:`.validation`)."""
+    return validation.problems(operation, params, dataset)
 
 
 def opens_advanced(problems: dict[str, str]) -> bool:
@@ -206,24 +197,3 @@ def mark_invalid(inputs: types.Object, problems: dict[str, str]) -> None:
 def execution_options(operator: foo.Operator, ctx) -> foo.executor.ExecutionOptions:
     """Immediate or Schedule (see :mod:`.scheduling`)."""
     return scheduling.execution_options(ctx, flat_params(ctx))
-
-
-# --- what execute() needs -------------------------------------------------------------------------
-
-def model_settings(ctx, params: dict, prompt: str) -> dict:
-    """The settings that determine the model's answer (recorded in the run, fingerprinted)."""
-    return {
-        "model": params.get("model") or default_model(ctx.dataset),
-        "revision": params.get("revision"),
-        "prompt": prompt,
-        "max_new_tokens": int(params["max_new_tokens"]),
-        "do_sample": False,
-        "sampling": read_sampling(params),
-        "window_s": float(params.get("window_s") or DEFAULT_WINDOW_S),
-    }
-
-
-def model_loader(ctx, settings: dict):
-    """Load (or reuse) the model only when some sample needs it."""
-    return lambda: get_marlin(settings["model"], device=read_device(ctx), revision=settings["revision"],
-                              token=read_token(ctx))

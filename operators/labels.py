@@ -83,3 +83,30 @@ def detection_span_s(detection: fo.TemporalDetection, metadata: fo.VideoMetadata
         return float(stored[0]), float(stored[1])
     start_s, end_s = detection.to_timestamps(metadata=metadata)
     return float(start_s), float(end_s)
+
+
+def is_marlin_label(label) -> bool:
+    """Whether Marlin made this label: it carries the ``marlin_settings`` fingerprint Marlin stamps."""
+    return label is not None and hasattr(label, "has_field") and label.has_field("marlin_settings") \
+        and label.get_field("marlin_settings") is not None
+
+
+def samples_with_foreign_labels(collection, field: str) -> int:
+    """How many samples hold values in ``field`` that Marlin did not make (kept unless ``overwrite``).
+
+    A ``TemporalDetections`` field counts when its container and at least one detection lack Marlin's
+    fingerprint; any other field (scene, raw caption, not-found list) counts when it holds a value and no
+    fingerprint, i.e. always: those are plain values, owned by the labels field beside them (see
+    :func:`operators.caption` ownership).
+    """
+    from fiftyone import ViewField as F
+
+    dataset = collection._root_dataset
+    if not dataset.has_sample_field(field):
+        return 0
+    schema_field = dataset.get_field(field)
+    if getattr(schema_field, "document_type", None) is fo.TemporalDetections:
+        foreign = F("detections").filter(~F("marlin_settings").exists()).length() > 0
+        return len(collection.match(F(field).exists() & ~F(f"{field}.marlin_settings").exists()
+                                    & F(field).apply(foreign)))
+    return len(collection.exists(field))

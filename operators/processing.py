@@ -1,21 +1,44 @@
 """The sample loop shared by the model operators: what to skip, what failed, what was done.
 
-A sample is saved the moment its result is written, so a crash or a kill loses at most the batch in
-flight and a rerun resumes. A failure writes the cause to the error field of that sample only, and
-never removes labels it had before.
+:func:`run_model` is a generator of :class:`Progress` that returns the run's summary; the operator
+turns the progress into App events (immediate runs) or ``ctx.set_progress`` (delegated runs).
+
+Safety rules it keeps:
+
+* a sample is written the moment its result is ready, through :func:`.writes.update_sample` (a
+  compare-and-swap on the changed fields), so a kill loses at most the sample in flight, a rerun
+  resumes, and a concurrent run's answers are merged rather than overwritten;
+* a failure writes the cause to that sample's error field only and never removes labels it had before;
+  anything about one sample (file, metadata, result) becomes that sample's error, never the run's;
+* labels Marlin did not make are kept unless ``overwrite`` (the operator's ``todo`` says ``UNTOUCHED``);
+* the run has a record from its first moment (:class:`.runs.RunRecord`), ended as completed, failed
+  or interrupted (a delegated run marked failed/cancelled stops between samples).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 import fiftyone as fo
 
-from .runs import record_run
+from marlin_core.windows import WindowStore
 
-# The App shows the result of a run; keep the list of errors it carries short.
-MAX_REPORTED_ERRORS = 20
+from .runs import RunRecord
+from .writes import update_sample
+
+__all__ = ["Job", "Outcome", "Progress", "UNTOUCHED", "checked_metadata", "error_message", "partial_field",
+           "run_model"]
+
+# The App shows the result of a run; keep the lists it carries short.
+MAX_REPORTED = 20
+# ``todo`` returns this for a sample whose fields hold labels Marlin did not make (kept).
+UNTOUCHED = object()
+# Stored metadata further than this from the file's is stale (one frame at 10 fps).
+STALE_TOLERANCE_S = 0.1
 
 
 @dataclass
@@ -25,43 +48,40 @@ class Outcome:
     done: int = 0
     skipped: int = 0
     failed: int = 0
+    untouched: list[str] = field(default_factory=list)  # samples whose non-Marlin labels were kept
     errors: list[str] = field(default_factory=list)
 
     def fail(self, message: str) -> None:
         self.failed += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
+        if len(self.errors) < MAX_REPORTED:
             self.errors.append(message)
 
     def as_dict(self) -> dict:
-        return {"done": self.done, "skipped": self.skipped, "failed": self.failed, "errors": list(self.errors)}
+        return {"done": self.done, "skipped": self.skipped, "failed": self.failed,
+                "untouched": len(self.untouched), "untouched_samples": self.untouched[:MAX_REPORTED],
+                "errors": list(self.errors)}
 
 
 @dataclass
 class Job:
-    """One sample to process: its id, its video path and what to do with it (the operation's ``todo`` payload)."""
+    """One sample to process: its id, video path, checked metadata and the operation's ``todo`` payload."""
 
     sample_id: str
     filepath: str
+    metadata: fo.VideoMetadata
     payload: object = None
 
 
-def unprocessable_reason(sample: fo.Sample) -> str | None:
-    """Why Marlin cannot run on this sample, or None (file problems are found by the decoder)."""
-    media_type = getattr(sample, "media_type", None)
-    if media_type != "video":
-        return f"not a video sample (media type {media_type!r})"
-    return None
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is: fraction in [0, 1] and a line such as ``3/8 /data/a.mp4 (window 2/5)``."""
+
+    fraction: float
+    label: str
 
 
-def write_error(sample: fo.Sample, error_field: str, operation: str, message: str) -> None:
-    sample[error_field] = f"{operation}: {message}"
-    sample.save()
-
-
-def clear_error(sample: fo.Sample, error_field: str, operation: str) -> None:
-    """Remove this operation's earlier error (another operation's error stays)."""
-    if sample.has_field(error_field) and (sample[error_field] or "").startswith(f"{operation}:"):
-        sample[error_field] = None
+class Interrupted(Exception):
+    """The run was asked to stop (a delegated operation marked failed, or the App went away)."""
 
 
 def error_message(filepath: str, error: BaseException) -> str:
@@ -70,28 +90,53 @@ def error_message(filepath: str, error: BaseException) -> str:
     return text if filepath in text else f"{filepath}: {type(error).__name__}: {text}"
 
 
-def ensure_metadata(sample: fo.Sample) -> fo.VideoMetadata | None:
-    """The sample's video metadata, computed when missing (None when the file cannot be read)."""
-    if sample.metadata is None:
-        sample.compute_metadata()
-        sample.save()
-    return sample.metadata
-
-
-def partial_field(field: str) -> str:
+def partial_field(field_name: str) -> str:
     """Where the finished windows of a long video wait until the whole video is done."""
-    return f"{field}_partial"
+    return f"{field_name}_partial"
 
 
-class SampleWindowStore:
+def _complete(metadata) -> bool:
+    return metadata is not None and all(
+        getattr(metadata, name, None) for name in ("duration", "frame_rate", "total_frame_count"))
+
+
+def checked_metadata(sample: fo.Sample) -> tuple[fo.VideoMetadata, bool]:
+    """The sample's metadata as the file says it is, and whether the stored copy must be replaced.
+
+    Stored metadata that is missing, incomplete or disagrees with the file (another file was copied in
+    place, a hand-written value) is recomputed; labels are converted to frames with the file's numbers.
+
+    Raises:
+        ValueError: the file cannot be read as a video (becomes that sample's error).
+    """
+    try:
+        fresh = fo.VideoMetadata.build_for(sample.filepath)
+    except Exception as error:  # noqa: BLE001 - ffprobe's failures have no common type
+        raise ValueError(f"cannot read video metadata ({type(error).__name__}: {error})") from error
+    if not _complete(fresh):
+        raise ValueError("cannot read video metadata (no duration, frame rate or frame count)")
+    stored = sample.metadata
+    if _complete(stored) and isinstance(stored, fo.VideoMetadata) \
+            and stored.total_frame_count == fresh.total_frame_count \
+            and math.isclose(stored.duration, fresh.duration, abs_tol=STALE_TOLERANCE_S):
+        return stored, False
+    return fresh, True
+
+
+def _unprocessable(sample: fo.Sample) -> str | None:
+    media_type = getattr(sample, "media_type", None)
+    return None if media_type == "video" else f"not a video sample (media type {media_type!r})"
+
+
+class SampleWindowStore(WindowStore):
     """:class:`marlin_core.windows.WindowStore` on a sample: a killed run resumes at the window level.
 
     The windows are kept only for the settings fingerprint they were made with; the field is
     cleared when the video's labels are written.
     """
 
-    def __init__(self, dataset: fo.Dataset, sample_id: str, field: str, fingerprint: str):
-        self.dataset, self.sample_id, self.field, self.fingerprint = dataset, sample_id, field, fingerprint
+    def __init__(self, dataset: fo.Dataset, sample_id: str, field_name: str, fingerprint: str):
+        self.dataset, self.sample_id, self.field, self.fingerprint = dataset, sample_id, field_name, fingerprint
 
     def _partial(self, sample) -> dict | None:
         partial = sample[self.field] if sample.has_field(self.field) else None
@@ -102,107 +147,143 @@ class SampleWindowStore:
         return {(start_s, end_s): result for start_s, end_s, result in (partial or {}).get("windows", [])}
 
     def save(self, window, result) -> None:
-        sample = self.dataset[self.sample_id]
-        partial = self._partial(sample) or {"fingerprint": self.fingerprint, "windows": []}
-        partial["windows"].append([window[0], window[1], result])
-        sample[self.field] = partial
-        sample.save()
+        def add(sample):
+            partial = self._partial(sample) or {"fingerprint": self.fingerprint, "windows": []}
+            return {self.field: dict(partial, windows=partial["windows"] + [[window[0], window[1], result]])}
+
+        update_sample(self.dataset, self.sample_id, add)
 
 
-def window_hooks(ctx, dataset: fo.Dataset, jobs: list[Job], field: str, fingerprint_of):
-    """``(window_progress, window_store)`` callbacks for the engine's iterators over ``jobs``.
+def _pump(results: Iterator, events: queue.Queue, stop: threading.Event) -> None:
+    """Move the engine's results into ``events`` (run in a thread, so window progress can be shown live)."""
+    try:
+        for item in results:
+            events.put(("result", item))
+            if stop.is_set():
+                break
+    except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+        events.put(("error", error))
+    events.put(("end", None))
 
-    Progress counts windows inside the current video; the store keeps each finished window on
-    the sample under ``partial_field(field)``.
+
+def run_model(ctx, operator, params, view, record: RunRecord,
+              should_stop: Callable[[], bool]) -> Generator[Progress, None, dict]:
+    """Scan ``view``, run the model on the samples that need it, write each sample as soon as it is done.
+
+    ``operator`` provides the template methods ``todo``, ``results``, ``updates``, ``window_fingerprint``,
+    ``load_model`` and ``output_fields`` (see :class:`.base.ModelOperator`).
+
+    Returns (as the generator's value):
+        ``{"done", "skipped", "failed", "untouched", "untouched_samples", "errors", "run_key", "status"}``.
     """
-    index_of = {job.filepath: index for index, job in enumerate(jobs)}
-    job_of = {job.filepath: job for job in jobs}
-
-    def progress(video, done: int, total: int) -> None:
-        index = index_of[str(video)]
-        ctx.set_progress(progress=(index + done / total) / len(jobs),
-                         label=f"{index}/{len(jobs)} {video} (window {done}/{total})")
-
-    def store(video) -> SampleWindowStore:
-        job = job_of[str(video)]
-        return SampleWindowStore(dataset, job.sample_id, partial_field(field), fingerprint_of(job))
-
-    return progress, store
-
-
-@dataclass
-class ModelRun:
-    """What one model operator does differently; :func:`execute_model_run` does the rest.
-
-    Attributes:
-        operation: ``"caption"`` or ``"find"`` (prefix of its error messages, name of its run method).
-        field: the labels field (finished windows of long videos wait beside it).
-        error_field: where per-sample errors go.
-        run_key: the FiftyOne run recording ``settings``.
-        settings: everything that determines the answer (recorded, fingerprinted).
-        todo: the sample's job payload, or None when it is already done with these settings.
-        results: ``(marlin, jobs, window_progress, window_store) -> iterator of (video, result | error)``.
-        write: set the sample's fields from a result (``(sample, result, metadata, job)``; no save).
-        window_fingerprint: the fingerprint finished windows of a job are kept under.
-    """
-
-    operation: str
-    field: str
-    error_field: str
-    run_key: str
-    settings: dict
-    todo: Callable[[fo.Sample], object | None]
-    results: Callable
-    write: Callable[[fo.Sample, object, fo.VideoMetadata, Job], None]
-    window_fingerprint: Callable[[Job], str]
-
-
-def execute_model_run(ctx, view, run: ModelRun, load_model: Callable[[], object]) -> dict:
-    """Scan ``view``, run the model on the samples that need it, save each sample as soon as it is done.
-
-    Returns:
-        ``{"done", "skipped", "failed", "errors", "run_key"}``.
-    """
-    record_run(view, run.run_key, run.operation, run.settings)
+    dataset = view._root_dataset
     outcome, jobs = Outcome(), []
     for sample in view.iter_samples():
-        reason = unprocessable_reason(sample)
-        if reason:
-            outcome.fail(f"{sample.filepath}: {reason}")
-            write_error(sample, run.error_field, run.operation, reason)
-            continue
-        payload = run.todo(sample)
-        if payload is None:
-            outcome.skipped += 1
-            continue
-        jobs.append(Job(sample.id, sample.filepath, payload))
+        reason = _unprocessable(sample)
+        if reason is None:
+            try:
+                payload = operator.todo(sample, params)
+                if payload is None:
+                    outcome.skipped += 1
+                    continue
+                if payload is UNTOUCHED:
+                    outcome.untouched.append(sample.filepath)
+                    continue
+                metadata, stale = checked_metadata(sample)
+                if stale:
+                    update_sample(dataset, sample.id, lambda _s, m=metadata: {"metadata": m})
+                jobs.append(Job(sample.id, sample.filepath, metadata, payload))
+                continue
+            except Exception as error:  # noqa: BLE001 - one sample's problem is that sample's error
+                reason = error_message(sample.filepath, error)
+        _fail(dataset, sample.id, sample.filepath, reason, operator.OPERATION, params, outcome)
+    record.heartbeat(outcome.as_dict())
 
+    status = "completed"
     if jobs:
-        window_progress, window_store = window_hooks(ctx, ctx.dataset, jobs, run.field, run.window_fingerprint)
-        results = run.results(load_model(), jobs, window_progress, window_store)
-        for index, (job, (_, result)) in enumerate(zip(jobs, results), start=1):
-            _store_result(ctx.dataset[job.sample_id], job, result, run, outcome)
-            ctx.set_progress(progress=index / len(jobs), label=f"{index}/{len(jobs)} {job.filepath}")
-
-    record_run(view, run.run_key, run.operation, run.settings, outcome.as_dict())
-    if not ctx.delegated:
-        ctx.trigger("reload_dataset")
-    return dict(outcome.as_dict(), run_key=run.run_key)
+        yield Progress(0.0, f"0/{len(jobs)} loading the model")
+        marlin = operator.load_model(params)
+        record.set_model(marlin)
+        try:
+            yield from _process(ctx, operator, params, dataset, jobs, marlin, record, outcome, should_stop)
+        except Interrupted:
+            status = "interrupted"
+    return dict(outcome.as_dict(), run_key=params.run_key, status=status)
 
 
-def _store_result(sample: fo.Sample, job: Job, result, run: ModelRun, outcome: Outcome) -> None:
-    """Write one result and save the sample, or record why it failed (labels left as they were)."""
+def _process(ctx, operator, params, dataset, jobs, marlin, record, outcome, should_stop):
+    """Run the engine over ``jobs`` (keyed by sample id) in a thread; write each result as it comes."""
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    total = len(jobs)
+    position = {job.sample_id: index for index, job in enumerate(jobs)}
+    job_of = {job.sample_id: job for job in jobs}
+
+    def window_progress(sample_id, done: int, total_windows: int) -> None:
+        index = position[sample_id]
+        events.put(("progress", Progress((index + done / total_windows) / total,
+                                         f"{index}/{total} {job_of[sample_id].filepath} "
+                                         f"(window {done}/{total_windows})")))
+        record.heartbeat()
+
+    def window_store(sample_id) -> SampleWindowStore:
+        return SampleWindowStore(dataset, sample_id, partial_field(operator.window_field(params)),
+                                 operator.window_fingerprint(job_of[sample_id], params))
+
+    results = operator.results(marlin, jobs, params, window_progress, window_store)
+    worker = threading.Thread(target=_pump, args=(results, events, stop), daemon=True)
+    worker.start()
+    index = 0
+    try:
+        while True:
+            kind, item = events.get()
+            if kind == "progress":
+                yield item
+            elif kind == "error":
+                raise item
+            elif kind == "end":
+                return
+            else:
+                sample_id, result = item
+                job = job_of[sample_id]
+                index += 1
+                _store_result(dataset, job, result, operator, params, outcome)
+                record.heartbeat(outcome.as_dict())
+                yield Progress(index / total, f"{index}/{total} {job.filepath}")
+                if index < total and should_stop():
+                    raise Interrupted
+    finally:
+        stop.set()
+
+
+def _store_result(dataset, job: Job, result, operator, params, outcome: Outcome) -> None:
+    """Write one result, or record why it failed (labels left as they were)."""
     if isinstance(result, BaseException):
-        message = error_message(job.filepath, result)
-    elif (metadata := ensure_metadata(sample)) is None:
-        message = f"{job.filepath}: cannot read video metadata"
-    else:
-        run.write(sample, result, metadata, job)
-        if sample.has_field(partial_field(run.field)):
-            sample[partial_field(run.field)] = None
-        clear_error(sample, run.error_field, run.operation)
-        sample.save()
-        outcome.done += 1
+        _fail(dataset, job.sample_id, job.filepath, error_message(job.filepath, result), operator.OPERATION,
+              params, outcome)
         return
-    outcome.fail(message)
-    write_error(sample, run.error_field, run.operation, message)
+    error_field = params.error_field
+    partial = partial_field(operator.window_field(params))
+
+    def change(sample):
+        updates = operator.updates(sample, result, job, params)
+        if sample.has_field(partial) and sample[partial] is not None:
+            updates[partial] = None
+        error = sample[error_field] if sample.has_field(error_field) else None
+        if (error or "").startswith(f"{operator.OPERATION}:"):
+            updates[error_field] = None
+        return updates
+
+    try:
+        update_sample(dataset, job.sample_id, change)
+    except Exception as error:  # noqa: BLE001 - a result that cannot be written is that sample's error
+        _fail(dataset, job.sample_id, job.filepath, error_message(job.filepath, error), operator.OPERATION,
+              params, outcome)
+        return
+    outcome.done += 1
+
+
+def _fail(dataset, sample_id, filepath, message, operation, params, outcome: Outcome) -> None:
+    """Count the failure and write it to the sample's error field (nothing else of the sample changes)."""
+    outcome.fail(message if filepath in message else f"{filepath}: {message}")
+    update_sample(dataset, sample_id, lambda _sample: {params.error_field: f"{operation}: {message}"})

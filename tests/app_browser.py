@@ -31,8 +31,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def _env(extra: dict | None = None) -> dict:
-    return {**os.environ, **APP_ENV, **(extra or {})}
+    """The tests' environment (database, plugins folder), importing this checkout's ``marlin_core``."""
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, **APP_ENV, "PYTHONPATH": python_path, **(extra or {})}
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -14,6 +14,7 @@ import pytest
 from fiftyone.operators.executor import ExecutionContext, ExecutionError
 
 from marlin_core.loading import DEFAULT_MODEL
+from operators.runs import latest_outcome
 from tiny_model import TRAINED_TARGETS
 
 FIND = "@marlin/marlin/find"
@@ -21,9 +22,10 @@ CAPTION = "@marlin/marlin/caption"
 
 
 def run(uri, dataset, **params):
-    result = foo.execute_operator(uri, dict(dataset=dataset, params=params))
-    result.raise_exceptions()
-    return result.result
+    """Through FiftyOne's executor, as SDK callers do (the operator's ``__call__``)."""
+    if uri == FIND:
+        return foo.get_operator(uri)(dataset, params.pop("queries"), **params)
+    return foo.get_operator(uri)(dataset, **params)
 
 
 def resolve_form(uri, dataset, **params):
@@ -57,7 +59,7 @@ def test_form_leads_with_model_and_queries_and_folds_the_rest(red_dataset):
 
 def test_no_query_marks_the_field_invalid(red_dataset):
     queries = resolve_form(FIND, red_dataset)["type"]["properties"]["queries"]
-    assert queries["invalid"] is True and queries["error_message"] == "Enter at least one query."
+    assert queries["invalid"] is True and "at least one query" in queries["error_message"]
     typed = resolve_form(FIND, red_dataset, queries="red light")["type"]["properties"]["queries"]
     assert typed["invalid"] is False
 
@@ -95,8 +97,11 @@ def test_model_env_var_is_proposed_on_a_new_dataset(red_dataset, trained_model_d
 
 def test_queries_one_per_line_and_advanced_params_from_the_app(red_dataset, trained_model_dir):
     query = TRAINED_TARGETS["red"]["find"]["query"]
-    outcome = run(FIND, red_dataset, model=str(trained_model_dir), queries=f"{query}\n\nred fades\n",
-                  advanced={"find_field": "spans", "max_new_tokens": 32})
+    result = foo.execute_operator(FIND, dict(dataset=red_dataset, params=dict(
+        model=str(trained_model_dir), queries=f"{query}\n\nred fades\n",
+        advanced={"find_field": "spans", "max_new_tokens": 32})))
+    result.raise_exceptions()
+    outcome = latest_outcome(red_dataset)
     assert outcome["done"] == 1
     sample = red_dataset.first()
     assert sorted([d.label for d in sample["spans"].detections] + sample["spans_not_found"]) == [
@@ -169,7 +174,12 @@ def test_evaluate_result_is_a_markdown_table_with_view_buttons(red_dataset):
 
 
 def test_open_view_needs_an_existing_saved_view(red_dataset):
+    def open_view(name):
+        result = foo.execute_operator("@marlin/marlin/open_view", dict(dataset=red_dataset, params=dict(name=name)))
+        result.raise_exceptions()
+        return result.result
+
     with pytest.raises(ExecutionError, match="no saved view"):
-        run("@marlin/marlin/open_view", red_dataset, name="nope")
+        open_view("nope")
     red_dataset.save_view("mine", red_dataset.limit(1))
-    assert run("@marlin/marlin/open_view", red_dataset, name="mine") == {"view": "mine"}
+    assert open_view("mine") == {"view": "mine"}

@@ -8,6 +8,7 @@ import pytest
 from fiftyone.operators.delegated import DelegatedOperationService
 
 from marlin_core.contract import parse_caption
+from operators.runs import latest_outcome
 from tiny_model import TRAINED_TARGETS
 
 CAPTION = "@marlin/marlin/caption"
@@ -19,9 +20,8 @@ def add_videos(dataset, paths) -> list[str]:
 
 
 def run(dataset, model_dir, **params):
-    result = foo.execute_operator(CAPTION, dict(dataset=dataset, params=dict(model=str(model_dir), **params)))
-    result.raise_exceptions()
-    return result.result
+    """The summary an SDK caller gets (an immediate run's generator sends it to the App only)."""
+    return foo.get_operator(CAPTION)(dataset, model=str(model_dir), **params)
 
 
 def assert_captioned(sample, color):
@@ -84,11 +84,10 @@ def test_custom_field_names(dataset, trained_model_dir, color_videos):
 
 def test_selected_samples_only(dataset, trained_model_dir, color_videos):
     ids = add_videos(dataset, [color_videos["red"], color_videos["blue"]])
-    result = foo.execute_operator(
+    foo.execute_operator(
         CAPTION, dict(dataset=dataset, selected=[ids[1]], params=dict(model=str(trained_model_dir),
                                                                     view_target="SELECTED_SAMPLES")))
-    result.raise_exceptions()
-    assert result.result["done"] == 1
+    assert latest_outcome(dataset)["done"] == 1
     assert dataset[ids[0]]["marlin_events"] is None
     assert dataset[ids[1]]["marlin_events"] is not None
 
@@ -96,7 +95,8 @@ def test_selected_samples_only(dataset, trained_model_dir, color_videos):
 def test_mixed_dataset_reports_per_sample_errors(dataset, trained_model_dir, color_videos, broken):
     ids = add_videos(dataset, [color_videos["red"], broken["empty"], broken["missing"], broken["text"]])
     # labels a user had before must survive a failed run
-    keep = fo.TemporalDetections(detections=[fo.TemporalDetection(label="mine", support=[1, 2])])
+    keep = fo.TemporalDetections(detections=[fo.TemporalDetection(label="mine", support=[1, 2])],
+                                 marlin_settings="an earlier run")
     empty_sample = dataset[ids[1]]
     empty_sample["marlin_events"] = keep
     empty_sample.save()
@@ -141,8 +141,7 @@ def test_sdk_call_pattern(dataset, trained_model_dir, color_videos):
     add_videos(dataset, [color_videos["blue"]])
     caption = foo.get_operator(CAPTION)
     result = caption(dataset, model=str(trained_model_dir))
-    result.raise_exceptions()
-    assert result.result["done"] == 1
+    assert result["done"] == 1 and result["status"] == "completed"
     assert_captioned(dataset.first(), "blue")
 
 
@@ -157,9 +156,8 @@ def test_image_samples_of_a_grouped_dataset_get_an_error(trained_model_dir, colo
         ])
         mixed = grouped.select_group_slices(_allow_mixed=True)  # what the App shows for "all slices"
         assert mixed.media_type == "mixed"
-        result = foo.execute_operator(CAPTION, dict(view=mixed, params=dict(model=str(trained_model_dir))))
-        result.raise_exceptions()
-        assert result.result["done"] == 1 and result.result["failed"] == 1
+        result = foo.get_operator(CAPTION)(mixed, model=str(trained_model_dir))
+        assert result["done"] == 1 and result["failed"] == 1
         image = mixed.match(fo.ViewField("filepath") == str(broken["image"])).first()
         assert image["marlin_error"] == "caption: not a video sample (media type 'image')"
         video = mixed.match(fo.ViewField("filepath") == str(color_videos["blue"])).first()

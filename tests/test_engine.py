@@ -134,9 +134,10 @@ def test_query_inputs_equal_a_full_prepare(trained_marlin, color_videos):
 
     sampled = load_video(color_videos["red"])
     shared = trained_marlin.prepare(sampled, find_prompt("red light"))
-    prefix_len = trained_marlin._prefix_length(shared)
+    generator = trained_marlin.generator
+    prefix_len = generator.prefix_length(shared)
     for query in ["blue sky", 'a "quoted" query with more words than the first']:
-        built = trained_marlin.query_inputs(shared, prefix_len, sampled, find_prompt(query))
+        built = generator.query_inputs(shared, prefix_len, sampled, find_prompt(query))
         full = trained_marlin.prepare(sampled, find_prompt(query))
         assert set(built) == set(full) - {"pixel_values_videos"}
         for key in built:

@@ -65,7 +65,10 @@ def test_events_mode_numbers_fields_and_views(eval_dataset):
     assert metrics["f1"] == pytest.approx(100 * 0.7 / 2, abs=1e-6)
     assert eval_dataset.sum("ev_tp") == 2 and eval_dataset.sum("ev_fp") == 1 and eval_dataset.sum("ev_fn") == 1
     a, b = eval_dataset.sort_by("filepath")
-    assert [d.ev for d in a["marlin_events"].detections] == ["tp", "tp", "fp"]
+    # the matching is written on the evaluation's own copy; the user's labels are only read
+    assert [d.ev for d in a["ev_predictions"].detections] == ["tp", "tp", "fp"]
+    assert [d.label for d in a["ev_predictions"].detections] == ["door opens", "walking", "sit"]
+    assert not any(d.has_field("ev") for d in a["marlin_events"].detections)
     assert a["ev_iou"] == pytest.approx((1 + 0.75) / 2) and b["ev_iou"] == 0
     assert "mAP" in metrics
     results = eval_dataset.load_evaluation_results("ev")
@@ -76,6 +79,36 @@ def test_events_mode_numbers_fields_and_views(eval_dataset):
     assert len(eval_dataset.load_saved_view("ev_false_positives")) == 1
     assert len(eval_dataset.load_saved_view("ev_misses")) == 1
     assert eval_dataset.get_run_info("ev_marlin").config.metrics["recall"] == pytest.approx(43.75)
+
+
+def raw_labels(dataset, fields=("marlin_events", "ground_truth", "marlin_find", "gt_queries")):
+    """The stored documents of the label fields, byte for byte (ids, texts, attributes)."""
+    projection = {field: True for field in fields}
+    return {doc["_id"]: doc for doc in dataset._sample_collection.find({}, projection)}
+
+
+def test_user_labels_are_never_written(eval_dataset):
+    before = raw_labels(eval_dataset)
+    evaluate(eval_dataset, pred_field="marlin_events", gt_field="ground_truth", mode="events", eval_key="ev")
+    evaluate(eval_dataset, pred_field="marlin_find", gt_field="gt_queries", mode="grounding", eval_key="gr")
+    evaluate(eval_dataset, pred_field="marlin_events", gt_field="ground_truth", mode="events", eval_key="ev")
+    assert raw_labels(eval_dataset) == before
+
+
+@pytest.mark.parametrize("params, where", [
+    (dict(iou=2.0), "iou"), (dict(iou=-1), "iou"), (dict(iou=0), "iou"), (dict(mode="boxes"), "mode"),
+    (dict(pred_field="nope"), "pred_field"), (dict(gt_field="marlin_events"), "gt_field"),
+    (dict(eval_key="a.b"), "eval_key"), (dict(eval_key="marlin"), "eval_key"),
+])
+def test_bad_parameters_are_refused_before_anything_is_written(eval_dataset, params, where):
+    before = raw_labels(eval_dataset)
+    fields = set(eval_dataset.get_field_schema())
+    base = dict(pred_field="marlin_events", gt_field="ground_truth", mode="events", eval_key="ev")
+    eval_dataset.add_sample_field("marlin_predictions", fo.StringField)  # a user field named like a copy
+    with pytest.raises(ExecutionError, match=where):
+        evaluate(eval_dataset, **dict(base, **params))
+    assert raw_labels(eval_dataset) == before
+    assert set(eval_dataset.get_field_schema()) == fields | {"marlin_predictions"}
 
 
 def test_grounding_mode_pairs_by_query(eval_dataset):

@@ -14,10 +14,7 @@ FIND = "@marlin/marlin/find"
 
 
 def run(dataset, model_dir, queries, **params):
-    result = foo.execute_operator(FIND, dict(dataset=dataset, params=dict(model=str(model_dir), queries=queries,
-                                                                         **params)))
-    result.raise_exceptions()
-    return result.result
+    return foo.get_operator(FIND)(dataset, queries, model=str(model_dir), **params)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from marlin_core.inputs import (
     build_messages,
     chat_text,
     collate_inputs,
-    prepare_batch,
     prepare_inputs,
 )
 from marlin_core.video import SamplingOptions, VideoNotFoundError, load_video
@@ -112,8 +111,17 @@ def test_chat_text_is_the_processors_template(processor, clips):
 def test_batches_are_left_padded_and_rows_equal_single_inputs(processor, clips):
     items = [(clips["rotated"], "short"), (clips["odd"], PROMPT)]
     singles = [prepare_inputs(processor, video, prompt) for video, prompt in items]
-    batch = prepare_batch(processor, items)
-    assert_same_inputs(collate_inputs(singles, processor.tokenizer.pad_token_id), batch)
+    batch = collate_inputs(singles, processor.tokenizer.pad_token_id)
+    # the reference: qwen-vl-utils over both conversations, then one left-padded processor call
+    conversations = [build_messages(video, prompt) for video, prompt in items]
+    _, videos, video_kwargs = process_vision_info(
+        conversations, return_video_kwargs=True, return_video_metadata=True, image_patch_size=16
+    )
+    frames, metadata = zip(*videos)
+    texts = [processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    reference = processor(text=texts, videos=list(frames), video_metadata=list(metadata), do_resize=False,
+                          padding=True, padding_side="left", return_tensors="pt", **video_kwargs)
+    assert_same_inputs(batch, reference)
     width = batch["input_ids"].shape[1]
     for row, single in enumerate(singles):
         pad = width - single["input_ids"].shape[1]
@@ -127,5 +135,5 @@ def test_batches_are_left_padded_and_rows_equal_single_inputs(processor, clips):
 def test_a_bad_video_raises_its_video_error(processor, broken):
     with pytest.raises(VideoNotFoundError, match="missing.mp4: no such file"):
         prepare_inputs(processor, broken["missing"], PROMPT)
-    with pytest.raises(ValueError, match="items is empty"):
-        prepare_batch(processor, [])
+    with pytest.raises(ValueError, match="inputs is empty"):
+        collate_inputs([], processor.tokenizer.pad_token_id)

@@ -27,7 +27,7 @@ def test_pip_install_gives_library_and_cli(tmp_path):
     target = tmp_path / "site"
     run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
          "--target", str(target), str(REPO)])
-    assert (target / "marlin_core" / "contract.py").is_file()
+    assert (target / "marlin_core" / "contract.py").is_file() and (target / "marlin_core" / "video" / "decode.py").is_file()
     assert not (target / "operators").exists(), "the plugin glue is not part of the library"
     code = "import marlin_core, marlin_core.contract as c; print(marlin_core.__file__); print(c.CAPTION_PROMPT)"
     out = run([sys.executable, "-c", code], cwd=tmp_path, PYTHONPATH=str(target))

@@ -51,11 +51,9 @@ def test_killed_run_resumes_without_recomputing(trained_model_dir, color_videos,
         ids_before = {s.id: [d.id for d in s["marlin_events"].detections]
                       for s in dataset.exists("marlin_events")}
 
-        result = foo.execute_operator("@marlin/marlin/caption",
-                                      dict(dataset=dataset, params=dict(model=str(trained_model_dir))))
-        result.raise_exceptions()
-        assert result.result["skipped"] == done_before
-        assert result.result["done"] == VIDEOS - done_before
+        result = foo.get_operator("@marlin/marlin/caption")(dataset, model=str(trained_model_dir))
+        assert result["skipped"] == done_before
+        assert result["done"] == VIDEOS - done_before
         assert dataset.count("marlin_events") == VIDEOS
         for sample in dataset:
             assert len(sample["marlin_events"].detections) == 2

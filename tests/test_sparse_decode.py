@@ -1,4 +1,4 @@
-"""marlin_core.sparse_decode: leaving out frames no sampled frame depends on changes no decoded pixel.
+"""marlin_core.video._sparse: leaving out frames no sampled frame depends on changes no decoded pixel.
 
 The decoded frames are checked against torchcodec decoding the original file (``torch.equal``), and
 ``load_video`` against qwen-vl-utils itself, on real ffmpeg encodings chosen for their structure: B-frame
@@ -19,8 +19,9 @@ from media import ffmpeg, make_clip
 from test_video import assert_matches_reference
 from torchcodec.decoders import VideoDecoder
 
-from marlin_core import video as video_module
-from marlin_core.sparse_decode import (
+from marlin_core.video import _sparse
+from marlin_core.video import decode as decode_module
+from marlin_core.video._sparse import (
     IDR,
     NO_PICTURE,
     NON_REFERENCE,
@@ -117,6 +118,25 @@ def test_streams_it_does_not_understand_or_cannot_thin_are_left_alone(encodings,
     assert sparse_stream(path, sampled_indices(path), len(VideoDecoder(str(path)))) is None
 
 
+def test_each_reason_to_decode_the_file_is_logged_once_at_info(encodings, caplog):
+    # A cause that turns the saving off for every file must be visible without DEBUG logging, once.
+    _sparse._logged_reasons.clear()
+    b_frames, no_b_frames, mpeg4 = encodings["b_pyramid.mp4"], encodings["no_b_frames.mp4"], encodings["mpeg4.avi"]
+    calls = [  # (file, frames asked for, torchcodec's frame count, the reason logged)
+        (mpeg4, sampled_indices(mpeg4), 200, "its codec (mpeg4) is not H.264 or HEVC"),
+        (encodings["annex_b.ts"], [0, 10], 200, "the stream is Annex-B"),
+        (no_b_frames, sampled_indices(no_b_frames), 200, "fewer than 10% of the frames the reference decodes"),
+        (b_frames, sampled_indices(b_frames), 199, "the packet scan counts other frames than torchcodec"),
+    ]
+    with caplog.at_level(logging.DEBUG, logger="marlin_core.video"):
+        for path, indices, num_frames, _ in calls * 2:
+            assert sparse_stream(path, indices, num_frames) is None
+    for path, _, _, reason in calls:
+        levels = [record.levelno for record in caplog.records if reason in record.getMessage()]
+        assert levels == [logging.INFO, logging.DEBUG], reason
+        assert f"{path}: decoding every frame" in caplog.text
+
+
 def test_annex_b_streams_are_not_thinned(encodings):
     assert scan(encodings["annex_b.ts"]) is None
 
@@ -146,7 +166,7 @@ def test_timestamps_that_differ_make_the_reader_decode_the_file(encodings, monke
         stream = sparse_stream(path, indices, num_frames)
         return replace(stream, pts_s=[t + 0.5 for t in stream.pts_s])
 
-    monkeypatch.setattr(video_module, "sparse_stream", shifted)
+    monkeypatch.setattr(decode_module, "sparse_stream", shifted)
     path = encodings["b_pyramid.mp4"]
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(path)
@@ -158,7 +178,7 @@ def test_a_copy_that_cannot_be_opened_makes_the_reader_decode_the_file(encodings
     def corrupt(path, indices, num_frames):
         return replace(sparse_stream(path, indices, num_frames), data=b"not a video")
 
-    monkeypatch.setattr(video_module, "sparse_stream", corrupt)
+    monkeypatch.setattr(decode_module, "sparse_stream", corrupt)
     path = encodings["b_pyramid.mp4"]
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(path)
@@ -174,7 +194,7 @@ def test_a_copy_that_lost_the_rotation_makes_the_reader_decode_the_file(tmp_path
     def unrotated(path, indices, num_frames):
         return replace(sparse_stream(path, indices, num_frames), data=sparse_stream(upright, indices, num_frames).data)
 
-    monkeypatch.setattr(video_module, "sparse_stream", unrotated)
+    monkeypatch.setattr(decode_module, "sparse_stream", unrotated)
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(rotated)
     assert_matches_reference(sampled, rotated)
@@ -184,7 +204,7 @@ def test_a_copy_that_lost_the_rotation_makes_the_reader_decode_the_file(tmp_path
 def test_sparse_decoding_can_be_switched_off(encodings, monkeypatch):
     path = encodings["b_pyramid.mp4"]
     sparse = load_video(path)
-    monkeypatch.setattr(video_module, "SPARSE_DECODE", False)
+    monkeypatch.setattr(decode_module, "SPARSE_DECODE", False)
     assert torch.equal(load_video(path).frames, sparse.frames)
 
 

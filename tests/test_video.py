@@ -34,6 +34,7 @@ from marlin_core.video import (
     decode_threads,
     frame_size,
     frame_window,
+    ignored_environment,
     load_video,
     probe,
     sample_count,
@@ -57,7 +58,6 @@ def assert_matches_reference(sampled: SampledVideo, path: Path, **element) -> No
     assert sampled.frames.shape == frames.shape
     assert torch.equal(sampled.frames.float(), frames)
     assert sampled.metadata == metadata
-    assert sampled.video_kwargs == {"do_sample_frames": False}
 
 
 # ------------------------------------------------------------------------------------------- bit-identity
@@ -170,6 +170,20 @@ ERRORS = [
 ]
 
 
+def test_every_video_exception_is_a_marlin_error_defined_in_errors():
+    import marlin_core.errors as errors
+    import marlin_core.video as video
+
+    exported = [getattr(video, name) for name in video.__all__]
+    exceptions = [item for item in exported if isinstance(item, type) and issubclass(item, BaseException)]
+    assert {error.__name__ for error in exceptions} == {
+        "VideoError", "VideoNotFoundError", "EmptyVideoFileError", "NotAVideoError", "NoVideoStreamError",
+        "UndecodableVideoError", "NoFramesError", "VideoTooShortError", "SamplingOptionError",
+    }
+    for error in exceptions:
+        assert issubclass(error, MarlinError) and getattr(errors, error.__name__) is error
+
+
 @pytest.mark.parametrize("name, error, cause", ERRORS)
 def test_each_bad_file_raises_its_video_error(broken, name, error, cause):
     for call in (probe, load_video):
@@ -235,7 +249,8 @@ def test_model_card_environment_variables_are_ignored_and_said_so(clips, monkeyp
     with caplog.at_level(logging.WARNING, logger="marlin_core.video"):
         sampled = load_video(clips["one_second"])
     assert torch.equal(sampled.frames, baseline.frames) and sampled.metadata == baseline.metadata
-    assert "FPS_MAX_FRAMES=2" in sampled.plan.describe() and "FORCE_QWENVL_VIDEO_READER=decord" in sampled.plan.describe()
+    assert ignored_environment() == {"FPS_MAX_FRAMES": "2", "FPS": "8", "FPS_MIN_FRAMES": "20",
+                                     "VIDEO_MAX_PIXELS": "1000", "FORCE_QWENVL_VIDEO_READER": "decord"}
     warned = caplog.text
     assert "FPS_MAX_FRAMES=2 is ignored" in warned and "pass max_frames= instead" in warned
 
@@ -249,12 +264,13 @@ def test_model_seq_len_and_decoder_threads_come_from_the_environment(clips, monk
     assert torch.equal(sampled.frames, load_video(clips["480p"], SamplingOptions(model_seq_len=2000)).frames)
 
 
-def test_plan_describes_what_was_used(clips):
+def test_plan_says_what_was_used(clips):
     plan = load_video(clips["480p"], SamplingOptions(video_start=2.0, video_end=6.0)).plan
     assert plan.first_frame == 50 and plan.last_frame == 150 and plan.window_frames == 101
     assert plan.start_s == 2.0 and len(plan.frame_indices) == 8 and FRAME_LIMIT == 768
-    assert plan.describe().startswith("8 frames (indices 50..150) of 101 in 2.00-6.04 s at 2 fps")
-    assert "resized 854x480 -> 864x480" in plan.describe()
+    assert (plan.frame_indices[0], plan.frame_indices[-1], plan.video_fps, plan.options.fps) == (50, 150, 25.0, 2.0)
+    assert (plan.source_width, plan.source_height, plan.width, plan.height) == (854, 480, 864, 480)
+    assert plan.model_seq_len == 128000 and plan.min_pixels == 131072
 
 
 # ------------------------------------------------------------------------------------------- prefetch

@@ -13,7 +13,8 @@ the reference: the frames stay bit-identical, fewer are decoded (x264's default 
 The caller checks the decoded timestamps against :attr:`SparseStream.pts_s` and falls back to the file on
 any mismatch; anything this module does not fully understand (another codec, Annex-B start codes, in-band
 parameter sets in a left-out packet, duplicate timestamps, a frame count that differs from torchcodec's)
-makes :func:`sparse_stream` return None: "decode the file as it is".
+makes :func:`sparse_stream` return None: "decode the file as it is". Each reason for that is logged at INFO
+the first time it occurs (then at DEBUG), so a failure that turns the saving off for every file is visible.
 
 Frame indices are 0-based decoder indices in presentation order (torchcodec's exact seek mode).
 """
@@ -23,10 +24,13 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
+
+__all__ = ["SparseStream", "sparse_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +92,10 @@ NAL_SYNTAX = {
     "h264": NalSyntax(h264_unit, header_size=1, length_size_at=4, min_record_size=7),
     "hevc": NalSyntax(hevc_unit, header_size=2, length_size_at=21, min_record_size=23),
 }
+
+# Fallback reasons already logged at INFO (see _log_fallback).
+_logged_reasons: set[str] = set()
+_logged_reasons_lock = threading.Lock()
 
 # Below this share of the frames the reference decodes left out, copying the stream costs more than it saves
 # (it also holds the copied packets in memory).
@@ -203,22 +211,23 @@ def _open_best_video(path: Path):
 
 
 @functools.lru_cache(maxsize=8)
-def _scan_cached(path: str, size: int, mtime_ns: int) -> StreamScan | None:
+def _scan_cached(path: str, size: int, mtime_ns: int) -> StreamScan | str:
+    """The :class:`StreamScan`, or why the stream cannot be thinned."""
     container, stream = _open_best_video(Path(path))
     with container:
         codec = stream.codec_context.name if stream is not None else None
         if codec not in NAL_SYNTAX:
-            return None
+            return f"its codec ({codec}) is not H.264 or HEVC"
         length_size = _length_size(codec, stream.codec_context.extradata)
         if length_size is None:
-            return None
+            return "the stream is Annex-B (start codes, no avcC/hvcC record)"
         time_base = float(stream.time_base)
         packets = []
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
             if packet.pts is None:
-                return None
+                return "a packet has no presentation timestamp"
             packets.append(packet_info(memoryview(packet), packet.pts, packet.dts, packet.is_keyframe, length_size,
                                        codec, discard=packet.is_discard))
     # A sub-layer non-reference picture may still be used by pictures of higher temporal layers.
@@ -228,14 +237,19 @@ def _scan_cached(path: str, size: int, mtime_ns: int) -> StreamScan | None:
     return StreamScan(packets=tuple(packets), time_base=time_base)
 
 
+def _scan(path: str | Path) -> StreamScan | str:
+    path = Path(path)
+    stat = path.stat()
+    return _scan_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
 def scan(path: str | Path) -> StreamScan | None:
     """Packets of ``path``'s best video stream; None when it is not length-prefixed H.264 or HEVC.
 
     Cached per file (path, size, modification time), so the windows of a long video scan it once.
     """
-    path = Path(path)
-    stat = path.stat()
-    return _scan_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    result = _scan(path)
+    return result if isinstance(result, StreamScan) else None
 
 
 def wanted_spans(packets: Sequence[PacketInfo], wanted: set[int]) -> list[range]:
@@ -334,30 +348,44 @@ def sparse_stream(path: str | Path, indices: Sequence[int], num_frames: int) -> 
 
     Returns:
         The :class:`SparseStream`, or None when the stream is not length-prefixed H.264 or HEVC,
-        when leaving frames out would gain too little, or when anything in the file is not as expected.
+        when leaving frames out would gain too little, or when anything in the file is not as expected
+        (the reason is logged, see :func:`_log_fallback`).
     """
     path = Path(path)
     try:
-        scan_result = scan(path)
-        if scan_result is None or len(scan_result.presentation_order) != num_frames or not indices:
-            return None
-        packets = scan_result.packets
-        if len({packet.pts for packet in packets}) != len(packets):
-            return None
-        order = scan_result.presentation_order
-        wanted = {order[index] for index in indices}
-        spans = wanted_spans(packets, wanted)
-        keep = needed_positions(packets, wanted, spans)
-        reference_decodes = sum(len(span) for span in spans)
-        if keep is None or len(keep) > reference_decodes * (1 - MIN_DROPPED_FRACTION):
-            return None
-        data = _copy_packets(path, scan_result, keep)
+        result = _sparse_copy(path, indices, num_frames)
     except Exception as error:  # noqa: BLE001 - any surprise means: decode the original file instead
-        logger.debug("%s: decoding every frame (%s: %s)", path, type(error).__name__, error)
+        _log_fallback(path, f"{type(error).__name__} while reading the stream", str(error).strip().split("\n")[0])
         return None
+    if isinstance(result, str):
+        _log_fallback(path, result)
+        return None
+    return result
+
+
+def _sparse_copy(path: Path, indices: Sequence[int], num_frames: int) -> SparseStream | str:
+    """:func:`sparse_stream`'s work: the :class:`SparseStream`, or why there is none."""
+    scan_result = _scan(path)
+    if isinstance(scan_result, str):
+        return scan_result
+    if len(scan_result.presentation_order) != num_frames:
+        return "the packet scan counts other frames than torchcodec"
+    if not indices:
+        return "no frames were asked for"
+    packets = scan_result.packets
+    if len({packet.pts for packet in packets}) != len(packets):
+        return "two packets share a presentation timestamp"
+    order = scan_result.presentation_order
+    wanted = {order[index] for index in indices}
+    spans = wanted_spans(packets, wanted)
+    keep = needed_positions(packets, wanted, spans)
+    if keep is None:
+        return "a packet to leave out carries parameter sets the next kept packet does not repeat"
+    if len(keep) > sum(len(span) for span in spans) * (1 - MIN_DROPPED_FRACTION):
+        return f"fewer than {MIN_DROPPED_FRACTION:.0%} of the frames the reference decodes could be left out"
+    data = _copy_packets(path, scan_result, keep)
     if data is None:
-        logger.debug("%s: decoding every frame (the packets could not be copied)", path)
-        return None
+        return "the packets to keep could not be found again when copying them"
     shown_pts = sorted(packets[position].pts for position in keep if not packets[position].discard)
     rank = {pts: index for index, pts in enumerate(shown_pts)}
     wanted_pts = [packets[order[index]].pts for index in indices]
@@ -368,3 +396,15 @@ def sparse_stream(path: str | Path, indices: Sequence[int], num_frames: int) -> 
         kept=len(shown_pts),
         total=num_frames,
     )
+
+
+def _log_fallback(path: Path, reason: str, detail: str = "") -> None:
+    """Say why ``path`` is decoded as it is: at INFO the first time ``reason`` occurs in this process, at DEBUG
+    after that, so a cause that turns the saving off for every file shows once instead of being silent or
+    repeated per file."""
+    with _logged_reasons_lock:
+        first = reason not in _logged_reasons
+        _logged_reasons.add(reason)
+    logger.log(logging.INFO if first else logging.DEBUG, "%s: decoding every frame up to the sampled ones, as the "
+               "reference does: %s%s%s", path, reason, f" ({detail})" if detail else "",
+               "; later files for this reason are logged at DEBUG" if first else "")

@@ -1,0 +1,106 @@
+"""The parameters of the model operators, read once from the request into one typed object each.
+
+The request (App form or SDK call) gives a loose dict; :func:`marlin_params` fills the defaults and
+converts types once, after :mod:`.validation` has checked them, so the rest of a run reads attributes
+(``params.window_s``) instead of ``params.get("window_s") or DEFAULT``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from marlin_core.loading import DEFAULT_MODEL
+from marlin_core.windows import DEFAULT_WINDOW_S
+
+__all__ = ["CaptionParams", "FindParams", "ModelParams", "SAMPLING_PARAMS", "given"]
+
+# Preprocessing options a user may change; None keeps the reference behaviour (marlin-facts.md).
+SAMPLING_PARAMS = ("fps", "max_frames", "max_pixels")
+
+
+def given(raw: dict, defaults: dict) -> dict:
+    """The request's parameters over ``defaults`` (None or "" = not given)."""
+    return {**defaults, **{k: v for k, v in raw.items() if v is not None and v != ""}}
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """What every model operator reads: model, bookkeeping fields, decoding and preprocessing."""
+
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    device: str | None = None  # None = best available
+    batch_size: int = 1
+    error_field: str = "marlin_error"
+    run_key: str = ""
+    max_new_tokens: int = 0
+    window_s: float = DEFAULT_WINDOW_S
+    overwrite: bool = False
+    sampling: dict = field(default_factory=dict)  # the SAMPLING_PARAMS the user set
+
+    @classmethod
+    def common(cls, raw: dict, defaults: dict) -> dict:
+        values = given(raw, defaults)
+        device = values.get("device") or "auto"
+        return dict(
+            model=str(values.get("model") or DEFAULT_MODEL),
+            revision=values.get("revision") or None,
+            device=None if device == "auto" else str(device),
+            batch_size=max(1, int(values.get("batch_size") or 1)),
+            error_field=str(values["error_field"]),
+            run_key=str(values["run_key"]),
+            max_new_tokens=int(values["max_new_tokens"]),
+            window_s=float(values.get("window_s") or DEFAULT_WINDOW_S),
+            overwrite=bool(values.get("overwrite")),
+            sampling={name: values[name] for name in SAMPLING_PARAMS if values.get(name) is not None},
+        )
+
+    def settings(self, prompt: str) -> dict:
+        """The settings that determine the model's answer (recorded in the run, fingerprinted)."""
+        return {
+            "model": self.model,
+            "revision": self.revision,
+            "prompt": prompt,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": False,
+            "sampling": dict(self.sampling),
+            "window_s": self.window_s,
+        }
+
+
+@dataclass(frozen=True)
+class CaptionParams(ModelParams):
+    events_field: str = "marlin_events"
+    scene_field: str = "marlin_scene"
+    caption_field: str = "marlin_caption"
+    prompt: str | None = None
+
+    @classmethod
+    def read(cls, raw: dict, defaults: dict) -> CaptionParams:
+        values = given(raw, defaults)
+        return cls(**cls.common(raw, defaults), events_field=str(values["events_field"]),
+                   scene_field=str(values["scene_field"]), caption_field=str(values["caption_field"]),
+                   prompt=values.get("prompt") or None)
+
+    @property
+    def label_fields(self) -> tuple[str, ...]:
+        return (self.events_field, self.scene_field, self.caption_field)
+
+
+@dataclass(frozen=True)
+class FindParams(ModelParams):
+    find_field: str = "marlin_find"
+    queries: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, raw: dict, defaults: dict, queries: list[str]) -> FindParams:
+        values = given(raw, defaults)
+        return cls(**cls.common(raw, defaults), find_field=str(values["find_field"]), queries=tuple(queries))
+
+    @property
+    def not_found_field(self) -> str:
+        return f"{self.find_field}_not_found"
+
+    @property
+    def label_fields(self) -> tuple[str, ...]:
+        return (self.find_field, self.not_found_field)
