@@ -10,7 +10,7 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu app test-fiftyone-min
+.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu app worker test-fiftyone-min
 
 install:
 	@bash scripts/install.sh
@@ -51,9 +51,6 @@ bench: install
 bench-gpu: install
 	$(PY) bench/gpu.py $(if $(SMALL),--small)
 
-app: install plugin-link
-	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)')); s.wait()"
-
 # The FiftyOne-facing tests against the oldest FiftyOne fiftyone.yml claims (1.14.0), the rest of .venv unchanged.
 FIFTYONE_MIN_TESTS := tests/test_caption_operator.py tests/test_find_operator.py tests/test_evaluate_operator.py \
   tests/test_resume.py tests/test_zoo_model.py tests/test_import_export_operators.py tests/test_packaging.py
@@ -61,3 +58,20 @@ test-fiftyone-min: install
 	@bash scripts/fiftyone_min_venv.sh
 	FIFTYONE_DATABASE_NAME=fiftyone-marlin-tests-min PYTHONPATH=$(CURDIR) \
 	  .cache/fiftyone-min-venv/bin/python -m pytest -p no:cacheprovider $(FIFTYONE_MIN_TESTS) -k "not pip_install"
+
+# The App plus one delegated worker, so "Schedule" works: FiftyOne 1.22 offers Schedule only with
+# FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true, and a scheduled run waits until a worker picks it up.
+# The worker stops with the App (Ctrl+C). PORT / ADDRESS for a remote machine (ssh -L 5151:localhost:5151).
+PORT ?= 5151
+ADDRESS ?= localhost
+app: install plugin-link
+	@mkdir -p .cache; export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true; \
+	$(VENV)/bin/fiftyone delegated launch > .cache/delegated-worker.log 2>&1 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	echo "[app] delegated worker running (pid $$worker, log .cache/delegated-worker.log)"; \
+	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)'), port=$(PORT), \
+	  address='$(ADDRESS)', remote=True); print(f'[app] {s.url}'); s.wait(-1)"
+
+# One more worker, e.g. one per GPU: CUDA_VISIBLE_DEVICES=1 make worker
+worker: plugin-link
+	FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true $(VENV)/bin/fiftyone delegated launch

@@ -5,6 +5,8 @@ from .evaluate import EvaluateMarlin
 from .export_annotations import ExportAnnotations
 from .find import FindEvents
 from .import_annotations import ImportAnnotations
+from .open_view import OpenView
 from .review import ReviewErrors
 
-OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations]
+OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations,
+             OpenView]

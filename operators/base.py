@@ -14,7 +14,7 @@ import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
-from . import forms
+from . import display, forms
 from .models import get_marlin
 from .processing import Interrupted, run_model
 from .runs import RunRecord, latest_outcome
@@ -103,7 +103,7 @@ class ModelOperator(SdkCallable, foo.Operator):
 
     def execute(self, ctx):
         """Validate, then run: a generator of App progress events (immediate) or the summary (delegated)."""
-        check(self.OPERATION, ctx.params, ctx.dataset)
+        check(self.OPERATION, forms.request_params(ctx), ctx.dataset)
         params = self.parse(ctx)
         self._token = forms.read_token(ctx)
         self._api_key = ctx.secrets.get("MARLIN_API_KEY") or None  # for an openai:// server (fiftyone.yml secret)
@@ -130,6 +130,7 @@ class ModelOperator(SdkCallable, foo.Operator):
             record.finish("failed", {}, f"{type(error).__name__}: {error}")
             raise
         record.finish(outcome["status"], outcome)
+        display.show_marlin_labels(view, self.window_field(params))
         return outcome
 
     def _events(self, ctx, steps):
@@ -142,6 +143,8 @@ class ModelOperator(SdkCallable, foo.Operator):
         except StopIteration as stop:
             summary = stop.value
         if not ctx.delegated:
+            yield ctx.trigger("set_color_scheme", display.app_colour_scheme(ctx.dataset))
+            yield ctx.trigger("show_output", {"outputs": self.summary_output().to_json(), "results": summary})
             yield ctx.trigger("reload_dataset")
         yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))
 
@@ -150,19 +153,13 @@ class ModelOperator(SdkCallable, foo.Operator):
     def resolve_execution_options(self, ctx):
         return forms.execution_options(self, ctx)
 
-    def common_inputs(self, inputs: types.Object, max_new_tokens_description: str) -> None:
-        """Model, bookkeeping, decoding and preprocessing inputs, after the operator's own."""
-        forms.model_inputs(inputs)
-        inputs.str("error_field", default=self.DEFAULTS["error_field"], label="Error field",
-                   description="Per-sample error messages (bad file, failed generation) go here.")
-        inputs.str("run_key", default=self.DEFAULTS["run_key"], label="Run key",
-                   description="Name of the FiftyOne run that records the settings (list_runs / get_run_info).")
-        inputs.int("max_new_tokens", default=self.DEFAULTS["max_new_tokens"], label="Max new tokens",
-                   description=max_new_tokens_description)
-        forms.sampling_inputs(inputs)
-        forms.overwrite_input(inputs)
 
     def resolve_output(self, ctx):
+        # an immediate run is a generator: it shows its summary itself (show_output, in _events)
+        return self.summary_output() if ctx.results else None
+
+    def summary_output(self) -> types.Property:
+        """The run's summary panel (done / skipped / untouched / failed / errors)."""
         outputs = types.Object()
         outputs.int("done", label=self.DONE_LABEL)
         outputs.int("skipped", label="Skipped (already done with these settings)")

