@@ -5,5 +5,6 @@ from .evaluate import EvaluateMarlin
 from .find import FindEvents
 from .import_annotations import ImportAnnotations
 from .review import ReviewErrors
+from .search import SearchLibrary
 
-OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors]
+OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, SearchLibrary]
