@@ -31,7 +31,7 @@ from .caption_index import CaptionIndex
 from .metrics import temporal_iou
 from .text_relevance import tokenize
 
-__all__ = ["DEFAULT_THRESHOLD", "PresenceScore", "WEIGHTS", "presence_score", "roc_auc"]
+__all__ = ["DEFAULT_THRESHOLD", "PresenceScore", "WEIGHTS", "caption_presence", "presence_score", "roc_auc"]
 
 WEIGHTS = {"events": 0.45, "scene": 0.15, "agreement": 0.15, "confidence": 0.25}
 # Half the evidence: e.g. an overlapping event covering the query (0.45) plus a confident answer.
@@ -51,6 +51,14 @@ class PresenceScore:
     def as_dict(self) -> dict:
         return {"score": self.score, "events": self.events, "scene": self.scene, "agreement": self.agreement,
                 "confidence": self.confidence}
+
+
+def _combine(pieces: dict[str, float]) -> PresenceScore:
+    """The weighted mean of the pieces that exist (0 when none does)."""
+    weight = sum(WEIGHTS[name] for name in pieces)
+    score = sum(WEIGHTS[name] * value for name, value in pieces.items()) / weight if weight else 0.0
+    return PresenceScore(score, pieces.get("events"), pieces.get("scene"), pieces.get("agreement"),
+                         pieces.get("confidence"))
 
 
 def _overlap_s(a: Sequence[float], b: Sequence[float]) -> float:
@@ -92,10 +100,23 @@ def presence_score(
             pieces["scene"] = index.terms.coverage(terms, scene_terms)
     if confidence is not None:
         pieces["confidence"] = min(1.0, max(0.0, float(confidence)))
-    weight = sum(WEIGHTS[name] for name in pieces)
-    score = sum(WEIGHTS[name] * value for name, value in pieces.items()) / weight if weight else 0.0
-    return PresenceScore(score, pieces.get("events"), pieces.get("scene"), pieces.get("agreement"),
-                         pieces.get("confidence"))
+    return _combine(pieces)
+
+
+def caption_presence(query: str, video_id: str, index: CaptionIndex) -> PresenceScore:
+    """The presence score from the captions alone, before any find answer: ``events`` is the best
+    coverage over all the video's events, ``scene`` as above; agreement and confidence do not exist yet.
+
+    What the score can tell where no find answer is available (the real-output benchmark).
+    """
+    terms = tokenize(query)
+    scene_terms, event_terms = index.scene_and_events(video_id)
+    pieces = {}
+    if event_terms:
+        pieces["events"] = max(index.terms.coverage(terms, tokens) for tokens in event_terms)
+    if scene_terms:
+        pieces["scene"] = index.terms.coverage(terms, scene_terms)
+    return _combine(pieces)
 
 
 def roc_auc(scores: Sequence[float], present: Sequence[bool]) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from marlin_core.caption_index import CaptionIndex, CaptionedEvent, CaptionedVideo
-from marlin_core.presence import DEFAULT_THRESHOLD, WEIGHTS, presence_score, roc_auc
+from marlin_core.presence import DEFAULT_THRESHOLD, WEIGHTS, caption_presence, presence_score, roc_auc
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,10 @@ def test_roc_auc_counts_pairs_and_ties():
     assert roc_auc([0.5, 0.5], [True, False]) == 0.5
     with pytest.raises(ValueError, match="present and one absent"):
         roc_auc([0.5], [True])
+
+
+def test_caption_presence_uses_the_best_event_and_the_scene(index):
+    score = caption_presence("red fades", "red", index)
+    assert score.events == 1.0 and score.agreement is None and score.confidence is None
+    assert score.score == pytest.approx((0.45 * 1.0 + 0.15 * score.scene) / 0.6)
+    assert caption_presence("a person opens a door", "blue", index).score == 0.0
