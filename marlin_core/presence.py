@@ -4,11 +4,12 @@ Marlin's find always answers a span ("From x to y."), also for events that are n
 its time-token confidence measures how sure it is of the numbers, not of the event. The presence score
 therefore combines four pieces of evidence, each in ``[0, 1]``:
 
-* ``events`` — text relevance of the captioned events that overlap the found span: the best
-  idf-weighted query coverage (:meth:`~.text_relevance.LibraryTerms.coverage`) among them;
-* ``scene`` — the same coverage for the video's Scene paragraph (not localised, so weighted less);
+* ``events`` — text relevance of the captioned events that overlap the found span: the best among
+  them (:mod:`marlin_core.relevance`: by default the idf-weighted share of the query's words the event
+  uses; or embedding similarity);
+* ``scene`` — the same relevance for the video's Scene paragraph (not localised, so weighted less);
 * ``agreement`` — does the span sit where the captions put a matching event:
-  ``max over events e of coverage(e) * tIoU(span, e)``;
+  ``max over events e of relevance(e) * tIoU(span, e)``;
 * ``confidence`` — the time-token confidence of the find answer (:mod:`marlin_core.confidence`).
 
 ``presence = sum(w_i * x_i) / sum(w_i)`` over the pieces that exist, with
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 from .caption_index import CaptionIndex
 from .metrics import temporal_iou
-from .text_relevance import tokenize
+from .relevance import LexicalRelevance, TextRelevance
 
 __all__ = ["DEFAULT_THRESHOLD", "PresenceScore", "WEIGHTS", "caption_presence", "presence_score", "roc_auc"]
 
@@ -71,6 +72,7 @@ def presence_score(
     confidence: float | None,
     video_id: str | None = None,
     index: CaptionIndex | None = None,
+    relevance: TextRelevance | None = None,
 ) -> PresenceScore:
     """Score one find answer.
 
@@ -79,43 +81,46 @@ def presence_score(
         span: ``(start_s, end_s)`` Marlin found, seconds, or None when its answer did not parse.
         confidence: the span's time-token confidence in ``[0, 1]``, or None.
         video_id: the video's id in ``index`` (None or not in it: no caption evidence).
-        index: the library's captions; its term statistics weight the query words.
+        index: the library's captions.
+        relevance: how caption texts are matched to the query (default: lexical, over ``index``).
 
     Returns:
         the score and its pieces.
     """
     if span is None:
         return PresenceScore(0.0, confidence=confidence)
-    pieces: dict[str, float] = {}
+    pieces = {}
     if index is not None and video_id is not None and video_id in index:
-        terms = tokenize(query)
-        scene_terms, event_terms = index.scene_and_events(video_id)
+        relevance = relevance or LexicalRelevance(index)
         events = index.video(video_id).events
         if events:
-            relevance = [index.terms.coverage(terms, tokens) for tokens in event_terms]
+            scores = relevance.events(query, video_id)
             spans = [(event.start_s, event.end_s) for event in events]
-            pieces["events"] = max((r for r, s in zip(relevance, spans) if _overlap_s(span, s) > 0), default=0.0)
-            pieces["agreement"] = max(r * temporal_iou(tuple(span), s) for r, s in zip(relevance, spans))
-        if scene_terms:
-            pieces["scene"] = index.terms.coverage(terms, scene_terms)
+            pieces["events"] = max((r for r, s in zip(scores, spans) if _overlap_s(span, s) > 0), default=0.0)
+            pieces["agreement"] = max(r * temporal_iou(tuple(span), s) for r, s in zip(scores, spans))
+        scene = relevance.scene(query, video_id)
+        if scene is not None:
+            pieces["scene"] = scene
     if confidence is not None:
         pieces["confidence"] = min(1.0, max(0.0, float(confidence)))
     return _combine(pieces)
 
 
-def caption_presence(query: str, video_id: str, index: CaptionIndex) -> PresenceScore:
+def caption_presence(query: str, video_id: str, index: CaptionIndex,
+                     relevance: TextRelevance | None = None) -> PresenceScore:
     """The presence score from the captions alone, before any find answer: ``events`` is the best
-    coverage over all the video's events, ``scene`` as above; agreement and confidence do not exist yet.
+    relevance over all the video's events, ``scene`` as above; agreement and confidence do not exist yet.
 
     What the score can tell where no find answer is available (the real-output benchmark).
     """
-    terms = tokenize(query)
-    scene_terms, event_terms = index.scene_and_events(video_id)
+    relevance = relevance or LexicalRelevance(index)
     pieces = {}
-    if event_terms:
-        pieces["events"] = max(index.terms.coverage(terms, tokens) for tokens in event_terms)
-    if scene_terms:
-        pieces["scene"] = index.terms.coverage(terms, scene_terms)
+    events = relevance.events(query, video_id)
+    if events:
+        pieces["events"] = max(events)
+    scene = relevance.scene(query, video_id)
+    if scene is not None:
+        pieces["scene"] = scene
     return _combine(pieces)
 
 

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from .caption_index import CaptionIndex
+from .relevance import unit_rows
 from .text_relevance import tokenize
 
 __all__ = ["Bm25Ranker", "Candidate", "DEFAULT_TOP_K", "EmbeddingRanker", "Ranker", "queries_by_video",
@@ -69,20 +70,14 @@ class EmbeddingRanker:
                 if text.strip():
                     texts.append(text)
                     owners.append(position)
-        query_vectors = _unit_rows(self.encode(list(queries)))
+        query_vectors = unit_rows(self.encode(list(queries)))
         if not texts:
             return [[0.0] * len(index) for _ in queries]
-        similarity = query_vectors @ _unit_rows(self.encode(texts)).T  # queries x texts
+        similarity = query_vectors @ unit_rows(self.encode(texts)).T  # queries x texts
         best = np.full((len(queries), len(index)), -1.0)
         for column, position in enumerate(owners):
             best[:, position] = np.maximum(best[:, position], similarity[:, column])
         return best.tolist()
-
-
-def _unit_rows(vectors) -> np.ndarray:
-    array = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    return array / np.where(norms == 0.0, 1.0, norms)
 
 
 @dataclass(frozen=True)

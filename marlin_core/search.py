@@ -16,18 +16,20 @@ exhaustive path asks every video every query (``videos x queries``). :class:`Sea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .caption_index import CaptionIndex, CaptionedVideo
 from .errors import MarlinError
 from .presence import DEFAULT_THRESHOLD, PresenceScore, presence_score
-from .ranking import DEFAULT_TOP_K, Candidate, Ranker, queries_by_video, select_candidates
+from .ranking import (DEFAULT_TOP_K, Bm25Ranker, Candidate, EmbeddingRanker, Ranker, queries_by_video,
+                      select_candidates)
+from .relevance import EmbeddingRelevance, LexicalRelevance, TextRelevance
 from .text_relevance import tokenize
 
 __all__ = ["LibraryVideo", "Moment", "SearchCost", "SearchError", "SearchResult", "SearchSettings",
-           "check_queries", "rank_moments", "score_answer", "search_videos"]
+           "check_queries", "rank_moments", "score_answer", "search_videos", "text_matching"]
 
 
 class SearchError(MarlinError):
@@ -119,13 +121,21 @@ def check_queries(queries: Sequence[str]) -> list[str]:
     return tidy
 
 
-def score_answer(video_id: str, answer: dict, index: CaptionIndex | None) -> Moment | None:
+def score_answer(video_id: str, answer: dict, index: CaptionIndex | None,
+                 relevance: TextRelevance | None = None) -> Moment | None:
     """A find answer (``{"query", "span", "confidence", "raw"}``) as a scored moment; None without a span."""
     span = answer.get("span")
-    presence = presence_score(answer["query"], span, answer.get("confidence"), video_id, index)
+    presence = presence_score(answer["query"], span, answer.get("confidence"), video_id, index, relevance)
     if span is None:
         return None
     return Moment(video_id, answer["query"], float(span[0]), float(span[1]), presence, str(answer.get("raw", "")))
+
+
+def text_matching(index: CaptionIndex, encode=None) -> tuple[Ranker, TextRelevance]:
+    """The candidate ranker and the caption relevance of a search: by words (BM25, coverage) or by ``encode``."""
+    if encode is None:
+        return Bm25Ranker(), LexicalRelevance(index)
+    return EmbeddingRanker(encode), EmbeddingRelevance(index, encode)
 
 
 def rank_moments(moments: Sequence[Moment], threshold: float) -> tuple[list[Moment], list[Moment]]:
@@ -139,7 +149,7 @@ def search_videos(
     videos: Sequence[LibraryVideo],
     queries: Sequence[str],
     settings: SearchSettings = SearchSettings(),
-    ranker: Ranker | None = None,
+    encode: Callable[[list[str]], Sequence[Sequence[float]]] | None = None,
     **video_options,
 ) -> SearchResult:
     """Search ``videos`` for ``queries`` with a loaded :class:`~marlin_core.engine.Marlin`.
@@ -152,7 +162,8 @@ def search_videos(
         videos: the library; ids must be unique.
         queries: event descriptions.
         settings: top-k, threshold, exhaustive.
-        ranker: candidate ranker (default BM25).
+        encode: a text-embedding function (:func:`~.text_embedding.load_text_encoder`); when given, videos
+            are ranked and captions matched by embedding similarity instead of shared words.
         **video_options: sampling options passed to the model calls (``fps``, ``max_frames``...).
     """
     queries = check_queries(queries)
@@ -168,6 +179,7 @@ def search_videos(
             else:
                 captions[video.video_id] = CaptionedVideo.from_caption(video.video_id, caption)
     index = CaptionIndex(captions.values())
+    ranker, relevance = text_matching(index, encode)
 
     if settings.exhaustive:
         asked = {video.video_id: list(queries) for video in videos}
@@ -183,6 +195,6 @@ def search_videos(
         if isinstance(answers, BaseException):
             result.errors[video_id] = f"{paths[video_id]}: find failed: {answers}"
             continue
-        moments += [m for m in (score_answer(video_id, answer, index) for answer in answers) if m is not None]
+        moments += [m for m in (score_answer(video_id, answer, index, relevance) for answer in answers) if m is not None]
     result.moments, result.rejected = rank_moments(moments, settings.threshold)
     return result

