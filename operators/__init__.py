@@ -4,7 +4,8 @@ from .caption import CaptionVideos
 from .evaluate import EvaluateMarlin
 from .find import FindEvents
 from .import_annotations import ImportAnnotations
+from .open_view import OpenView
 from .review import ReviewErrors
 from .search import SearchLibrary
 
-OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, SearchLibrary]
+OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, OpenView, SearchLibrary]

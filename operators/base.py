@@ -27,18 +27,6 @@ class ModelOperator(SdkCallable, foo.Operator):
     def resolve_execution_options(self, ctx):
         return forms.execution_options(self, ctx)
 
-    def common_inputs(self, inputs: types.Object, max_new_tokens_description: str) -> None:
-        """Model, bookkeeping, decoding and preprocessing inputs, after the operator's own."""
-        forms.model_inputs(inputs)
-        inputs.str("error_field", default=self.DEFAULTS["error_field"], label="Error field",
-                   description="Per-sample error messages (bad file, failed generation) go here.")
-        inputs.str("run_key", default=self.DEFAULTS["run_key"], label="Run key",
-                   description="Name of the FiftyOne run that records the settings (list_runs / get_run_info).")
-        inputs.int("max_new_tokens", default=self.DEFAULTS["max_new_tokens"], label="Max new tokens",
-                   description=max_new_tokens_description)
-        forms.sampling_inputs(inputs)
-        forms.overwrite_input(inputs)
-
     def params(self, ctx) -> dict:
         """The request's parameters over the defaults (None = not given)."""
         return forms.read_params(ctx, self.DEFAULTS)

@@ -12,7 +12,7 @@ import fiftyone.operators.types as types
 
 from marlin_core.contract import CAPTION_PROMPT
 
-from . import forms
+from . import display, forms, placements, scheduling
 from .base import ModelOperator
 from .labels import events_to_detections
 from .processing import ModelRun, execute_model_run
@@ -26,6 +26,12 @@ DEFAULTS = {
     "error_field": "marlin_error",
     "run_key": "marlin_caption",
     "max_new_tokens": 2048,
+}
+# The output fields' inputs: parameter -> (label, description).
+OUTPUT_FIELDS = {
+    "events_field": ("Events field", "TemporalDetections field for the events."),
+    "scene_field": ("Scene field", "String field for the Scene paragraph."),
+    "caption_field": ("Raw caption field", "String field for the model's raw answer."),
 }
 
 
@@ -45,17 +51,24 @@ class CaptionVideos(ModelOperator):
         )
 
     def resolve_input(self, ctx):
+        params = self.params(ctx)
+        problems = forms.form_problems(OPERATION, params, ctx.dataset)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Caption")
-        forms.field_input(inputs, ctx, "events_field", DEFAULTS["events_field"], "Events field",
-                          "TemporalDetections field for the events.")
-        forms.field_input(inputs, ctx, "scene_field", DEFAULTS["scene_field"], "Scene field",
-                          "String field for the Scene paragraph.")
-        forms.field_input(inputs, ctx, "caption_field", DEFAULTS["caption_field"], "Raw caption field",
-                          "String field for the model's raw answer.")
-        inputs.str("prompt", default=None, label="Prompt", description="Empty = Marlin's canonical caption prompt.")
-        self.common_inputs(inputs, "Answers cut at this length are flagged as truncated.")
+        forms.model_input(inputs, ctx)
+        forms.run_inputs(inputs)
+        forms.existing_fields_notice(inputs, ctx.dataset, [params[name] for name in OUTPUT_FIELDS])
+        scheduling.estimate_notice(inputs, ctx, params)
+        advanced = forms.advanced_section(inputs, expanded=forms.opens_advanced(problems))
+        for name, (label, description) in OUTPUT_FIELDS.items():
+            forms.field_name_input(advanced, name, DEFAULTS[name], label, description)
+        advanced.str("prompt", default=None, label="Prompt", description="Empty = Marlin's canonical caption prompt.")
+        forms.model_advanced_inputs(advanced, DEFAULTS, "Answers cut at this length are flagged as truncated.")
+        forms.mark_invalid(inputs, problems)
         return types.Property(inputs, view=types.View(label="Marlin: caption videos"))
+
+    def resolve_placement(self, ctx):
+        return placements.button(self, ctx, label="Caption with Marlin", icon="subtitles")
 
     def execute(self, ctx):
         params = self.params(ctx)
@@ -92,4 +105,6 @@ class CaptionVideos(ModelOperator):
 
         run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], settings, todo, results, write,
                        window_fingerprint=lambda job: fingerprint)
-        return execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
+        outcome = execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
+        display.show_marlin_labels(ctx.target_view(), field)
+        return outcome

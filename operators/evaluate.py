@@ -9,6 +9,8 @@ import fiftyone.operators.types as types
 from . import forms
 from .base import SdkCallable
 from .evaluation import MODES, evaluate, format_summary
+from .open_view import view_buttons
+from .review import KINDS as REVIEW_KINDS
 
 DEFAULTS = {"pred_field": "marlin_events", "gt_field": "ground_truth", "mode": "events",
             "eval_key": "marlin_eval", "iou": 0.5}
@@ -64,7 +66,22 @@ class EvaluateMarlin(SdkCallable, foo.Operator):
         return dict(summary, table=format_summary(summary))
 
     def resolve_output(self, ctx):
+        results = ctx.results or {}
         outputs = types.Object()
-        outputs.str("table", label="Results", view=types.CodeView(language="text"))
-        outputs.list("views", types.String(), label="Saved views to review (Load view in the App)")
+        # a markdown table: the App renders it without network (CodeView loads its editor from a CDN)
+        outputs.md(metrics_markdown(results), name="metrics_table")
+        names = list(results.get("views") or [])
+        view_buttons(outputs, names, {name: text for name in names for kind, text in REVIEW_KINDS.items()
+                                      if name.endswith(f"_{kind}")})
         return types.Property(outputs, view=types.View(label="Marlin evaluation"))
+
+
+def metrics_markdown(summary: dict) -> str:
+    """The evaluation's aggregate metrics as a markdown table (percentages, 2 decimals)."""
+    if not summary.get("metrics"):
+        return "No metrics: no sample in the target had ground truth."
+    lines = [f"**{summary.get('eval_key', '')}** ({summary.get('mode', '')}, {summary.get('samples', 0)} samples)",
+             "", "| Metric | Value |", "|:--|--:|"]
+    for name, value in summary["metrics"].items():
+        lines.append(f"| {name} | {value:.2f} |" if isinstance(value, float) else f"| {name} | {value} |")
+    return "\n".join(lines)

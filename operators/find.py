@@ -14,7 +14,7 @@ import fiftyone.operators.types as types
 
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
 
-from . import forms
+from . import display, forms, placements, scheduling
 from .base import ModelOperator
 from .labels import find_to_detection
 from .processing import ModelRun, execute_model_run
@@ -87,21 +87,25 @@ class FindEvents(ModelOperator):
         )
 
     def resolve_input(self, ctx):
+        params = self.params(ctx)
+        problems = forms.form_problems(OPERATION, params, ctx.dataset)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Search")
-        inputs.list(
-            "queries",
-            types.String(),
-            default=[],
-            label="Queries",
-            description="Event descriptions to locate, e.g. 'a dog jumps over the fence'.",
-        )
-        if not parse_queries(ctx.params.get("queries")):
-            inputs.view("no_queries", types.Warning(label="Enter at least one query."))
-        forms.field_input(inputs, ctx, "find_field", DEFAULTS["find_field"], "Results field",
-                          "TemporalDetections field; one detection per query found.")
-        self.common_inputs(inputs, "A find answer is about 12 tokens.")
+        forms.model_input(inputs, ctx)
+        forms.queries_input(inputs, ctx)
+        forms.run_inputs(inputs)
+        forms.existing_fields_notice(inputs, ctx.dataset, [params["find_field"], not_found_field(params["find_field"])])
+        scheduling.estimate_notice(inputs, ctx, params)
+        advanced = forms.advanced_section(inputs, expanded=forms.opens_advanced(problems))
+        forms.field_name_input(advanced, "find_field", DEFAULTS["find_field"], "Results field",
+                               "TemporalDetections field, one detection per query found; the queries not found "
+                               "go to <field>_not_found.")
+        forms.model_advanced_inputs(advanced, DEFAULTS, "A find answer is about 12 tokens.")
+        forms.mark_invalid(inputs, problems)
         return types.Property(inputs, view=types.View(label="Marlin: find events"))
+
+    def resolve_placement(self, ctx):
+        return placements.button(self, ctx, label="Find events with Marlin", icon="manage_search")
 
     def execute(self, ctx):
         params = self.params(ctx)
@@ -133,7 +137,10 @@ class FindEvents(ModelOperator):
         run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], dict(settings, queries=queries),
                        todo, results, write,
                        window_fingerprint=lambda job: settings_fingerprint([fingerprint, job.payload]))
-        return execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
+        display.declare_string_list_field(ctx.target_view(), missing_field)
+        outcome = execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
+        display.show_marlin_labels(ctx.target_view(), field)
+        return outcome
 
     def __call__(self, sample_collection, queries, *, delegate: bool = False, **params):
         """Run from Python: ``foo.get_operator("@marlin/marlin/find")(dataset, ["a dog jumps"])``."""

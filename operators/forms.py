@@ -1,10 +1,15 @@
 """Form pieces shared by the Marlin operators, and reading their parameters with defaults.
 
-Every input has a default, so SDK callers (``execute_operator`` / the operator's ``__call__``) can
-pass only what they change.
+A form leads with what a user must decide (the target, the model, the queries); output field names,
+decoding and preprocessing knobs sit in a collapsed "Advanced" section, whose values arrive nested
+under ``params["advanced"]``. :func:`flat_params` merges them back, so execute() and SDK callers
+(``execute_operator`` / the operator's ``__call__``, which pass flat parameters) see one flat dict.
+Every input has a default, so SDK callers pass only what they change.
 """
 
 from __future__ import annotations
+
+import os
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -12,94 +17,37 @@ import fiftyone.operators.types as types
 from marlin_core.loading import DEFAULT_MODEL
 from marlin_core.windows import DEFAULT_WINDOW_S
 
+from . import scheduling
 from .models import get_marlin
 
-# Above this many videos the App proposes delegated execution (a worker) by default.
-DELEGATE_ABOVE_SAMPLES = 5
+ADVANCED = "advanced"
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 # Preprocessing options a user may change; None keeps the reference behaviour (marlin-facts.md).
 SAMPLING_PARAMS = ("fps", "max_frames", "max_pixels")
+# The environment variable naming the model to propose when this dataset has no Marlin run yet.
+MODEL_ENV = "MARLIN_MODEL"
+# Inputs shown above the Advanced section.
+TOP_LEVEL_PARAMS = frozenset({"model", "queries", "device", "overwrite"})
 
 
-def execution_options(operator: foo.Operator, ctx) -> foo.executor.ExecutionOptions:
-    """Immediate or delegated, proposing delegation for more than a handful of videos."""
-    try:
-        many = len(ctx.target_view()) > DELEGATE_ABOVE_SAMPLES
-    except Exception:  # noqa: BLE001 - no view yet while the form is being built
-        many = False
-    return foo.executor.ExecutionOptions(
-        allow_immediate_execution=True,
-        allow_delegated_execution=True,
-        default_choice_to_delegated=many,
-    )
+# --- reading parameters -------------------------------------------------------------------------
 
-
-def model_inputs(inputs: types.Object) -> None:
-    inputs.str(
-        "model",
-        default=DEFAULT_MODEL,
-        label="Model",
-        description="Hugging Face model id or a local folder with the weights (Marlin-2B is gated: log in first).",
-    )
-    inputs.str("revision", default=None, label="Revision", description="Hub revision (branch, tag or commit).")
-    device = types.Dropdown(label="Device")
-    for choice in DEVICE_CHOICES:
-        device.add_choice(choice, label=choice)
-    inputs.enum(
-        "device",
-        device.values(),
-        default="auto",
-        view=device,
-        label="Device",
-        description="auto = CUDA with bfloat16 when available, else MPS, else CPU with float32.",
-    )
-    inputs.int(
-        "batch_size",
-        default=1,
-        label="Batch size",
-        description="Videos per generate call; raise it on a GPU with memory to spare.",
-    )
-
-
-def sampling_inputs(inputs: types.Object) -> None:
-    inputs.float("fps", default=None, label="Frames per second",
-                 description="Sampling rate; empty = 2.0, as Marlin was trained.")
-    inputs.int("max_frames", default=None, label="Max frames",
-               description="Frame cap per call; empty = the reference behaviour.")
-    inputs.int("max_pixels", default=None, label="Max pixels per frame",
-               description="Pixel cap per frame; empty = the reference behaviour.")
-    inputs.float("window_s", default=DEFAULT_WINDOW_S, label="Window (seconds)",
-                 description="Longer videos are processed in overlapping windows of this length.")
-
-
-def field_input(inputs: types.Object, ctx, name: str, default: str, label: str, description: str) -> None:
-    """A field-name input that warns before an existing field gets new values."""
-    inputs.str(name, default=default, required=False, label=label, description=description)
-    field = ctx.params.get(name) or default
-    if ctx.dataset is not None and ctx.dataset.has_sample_field(field):
-        inputs.view(
-            f"{name}_exists",
-            types.Notice(label=f"Field '{field}' exists: samples done with other settings get new values "
-                               "there; samples already done with these settings are skipped."),
-        )
-
-
-def overwrite_input(inputs: types.Object) -> None:
-    inputs.bool(
-        "overwrite",
-        default=False,
-        label="Recompute done samples",
-        description="By default, samples already done with the same settings are skipped.",
-    )
+def flat_params(ctx) -> dict:
+    """The request's parameters with the Advanced section merged in (a top-level value wins)."""
+    params = dict(ctx.params or {})
+    advanced = params.pop(ADVANCED, None) or {}
+    merged = {k: v for k, v in advanced.items() if v is not None} if isinstance(advanced, dict) else {}
+    merged.update({k: v for k, v in params.items() if v is not None})
+    return merged
 
 
 def read_params(ctx, defaults: dict) -> dict:
     """The request's parameters over ``defaults`` (None = not given)."""
-    return {**defaults, **{k: v for k, v in ctx.params.items() if v is not None}}
+    return {**defaults, **flat_params(ctx)}
 
 
 def read_device(ctx) -> str | None:
-    device = ctx.params.get("device") or "auto"
+    device = flat_params(ctx).get("device") or "auto"
     return None if device == "auto" else device
 
 
@@ -108,20 +56,169 @@ def read_token(ctx) -> str | None:
     return ctx.secrets.get("HF_TOKEN") or None
 
 
-def read_sampling(ctx) -> dict:
+def read_sampling(ctx_or_params) -> dict:
     """The preprocessing options the user set (unset ones keep the reference defaults)."""
-    return {name: ctx.params[name] for name in SAMPLING_PARAMS if ctx.params.get(name) is not None}
+    params = ctx_or_params if isinstance(ctx_or_params, dict) else flat_params(ctx_or_params)
+    return {name: params[name] for name in SAMPLING_PARAMS if params.get(name) is not None}
 
+
+# --- the model to propose -----------------------------------------------------------------------
+
+def last_model(dataset) -> str | None:
+    """The model of the newest Marlin run recorded on ``dataset`` that did not fail, if any.
+
+    Run records are read defensively: any custom run whose method starts with ``marlin.`` and whose
+    config holds a model (``config.settings["model"]`` or ``config.model``) counts.
+    """
+    if dataset is None:
+        return None
+    newest = None
+    for key in dataset.list_runs():
+        try:
+            info = dataset.get_run_info(key)
+        except Exception:  # noqa: BLE001 - a record written by another version must not break the form
+            continue
+        config = info.config
+        if not str(getattr(config, "method", "") or "").startswith("marlin."):
+            continue
+        if str(getattr(config, "status", "") or "").lower() == "failed":
+            continue
+        settings = getattr(config, "settings", None)
+        model = (settings.get("model") if isinstance(settings, dict) else None) or getattr(config, "model", None)
+        if isinstance(model, str) and model and (newest is None or (info.timestamp or 0) > newest[0]):
+            newest = (info.timestamp or 0, model)
+    return newest[1] if newest else None
+
+
+def default_model(dataset) -> str:
+    """The last model used on this dataset, else ``$MARLIN_MODEL``, else Marlin-2B on the hub."""
+    return last_model(dataset) or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+# --- form pieces ---------------------------------------------------------------------------------
+
+def model_input(inputs: types.Object, ctx) -> None:
+    inputs.str(
+        "model",
+        default=default_model(ctx.dataset),
+        label="Model",
+        description="Hugging Face model id or a local folder with the weights (Marlin-2B is gated: log in "
+                    f"first). Proposed: the last model used on this dataset, else ${MODEL_ENV}.",
+    )
+
+
+def queries_input(inputs: types.Object, ctx) -> None:
+    """Queries as one-per-line text in the App; SDK callers may pass a list."""
+    description = "Event descriptions to locate, one per line, e.g. 'a dog jumps over the fence'."
+    if isinstance(ctx.params.get("queries"), (list, tuple)):
+        inputs.list("queries", types.String(), default=[], label="Queries", description=description)
+    else:
+        inputs.str("queries", default="", label="Queries", description=description,
+                   view=types.TextFieldView(multiline=True, rows=3, placeholder="a person walks\nthe light turns red"))
+
+
+def run_inputs(inputs: types.Object) -> None:
+    """Device and overwrite: the two run options a user changes often."""
+    device = types.Dropdown(label="Device")
+    for choice in DEVICE_CHOICES:
+        device.add_choice(choice, label=choice)
+    inputs.enum("device", device.values(), default="auto", view=device, label="Device",
+                description="auto = CUDA with bfloat16 when available, else MPS, else CPU with float32.")
+    inputs.bool("overwrite", default=False, label="Recompute done samples",
+                description="By default, samples already done with the same settings are skipped.")
+
+
+def advanced_section(inputs: types.Object, expanded: bool = False) -> types.Object:
+    """The collapsed "Advanced" section (``expanded`` when one of its inputs is invalid)."""
+    advanced = types.Object()
+    inputs.define_property(ADVANCED, advanced, view=types.ObjectView(
+        label="Advanced: output fields, decoding, preprocessing", collapsible=True, default_expanded=expanded))
+    return advanced
+
+
+def model_advanced_inputs(advanced: types.Object, defaults: dict, max_new_tokens_description: str) -> None:
+    """Revision, batching, bookkeeping fields, decoding and preprocessing knobs."""
+    advanced.str("revision", default=None, label="Revision", description="Hub revision (branch, tag or commit).")
+    advanced.int("batch_size", default=1, label="Batch size",
+                 description="Videos per generate call; raise it on a GPU with memory to spare.")
+    advanced.int("max_new_tokens", default=defaults["max_new_tokens"], label="Max new tokens",
+                 description=max_new_tokens_description)
+    advanced.float("fps", default=None, label="Frames per second",
+                   description="Sampling rate; empty = 2.0, as Marlin was trained.")
+    advanced.int("max_frames", default=None, label="Max frames",
+                 description="Frame cap per call; empty = the reference behaviour.")
+    advanced.int("max_pixels", default=None, label="Max pixels per frame",
+                 description="Pixel cap per frame; empty = the reference behaviour.")
+    advanced.float("window_s", default=DEFAULT_WINDOW_S, label="Window (seconds)",
+                   description="Longer videos are processed in overlapping windows of this length.")
+    advanced.str("error_field", default=defaults["error_field"], label="Error field",
+                 description="Per-sample error messages (bad file, failed generation) go here.")
+    advanced.str("run_key", default=defaults["run_key"], label="Run key",
+                 description="Name of the FiftyOne run that records the settings (list_runs / get_run_info).")
+
+
+def field_name_input(advanced: types.Object, name: str, default: str, label: str, description: str) -> None:
+    advanced.str(name, default=default, label=label, description=description)
+
+
+def existing_fields_notice(inputs: types.Object, dataset, fields: list[str]) -> None:
+    """One notice naming the output fields that already exist, and what happens to them."""
+    existing = [field for field in dict.fromkeys(fields) if field and dataset is not None
+                and dataset.has_sample_field(field)]
+    if existing:
+        inputs.view("existing_fields", types.Notice(
+            label=f"Existing fields: {', '.join(existing)}",
+            description="Samples already done with these settings are skipped; the others get new values "
+                        "there. Turn on 'Recompute done samples' to redo them all.",
+        ))
+
+
+def form_problems(operation: str, params: dict, dataset) -> dict[str, str]:
+    """``{param name: reason}`` for the parameters that would make the run fail."""
+    problems = {}
+    if operation == "find":
+        from .find import parse_queries
+
+        if not parse_queries(params.get("queries")):
+            problems["queries"] = "Enter at least one query."
+    return problems
+
+
+def opens_advanced(problems: dict[str, str]) -> bool:
+    """Whether an invalid input sits in the Advanced section (the form then opens it)."""
+    return any(name not in TOP_LEVEL_PARAMS for name in problems)
+
+
+def mark_invalid(inputs: types.Object, problems: dict[str, str]) -> None:
+    """Mark each named input invalid with its reason: the App shows it and disables Execute."""
+    advanced = inputs.properties.get(ADVANCED)
+    for name, reason in problems.items():
+        prop = inputs.properties.get(name)
+        if prop is None and advanced is not None:
+            prop = advanced.type.properties.get(name)
+        if prop is None:  # a parameter without an input of its own (an SDK-only one)
+            inputs.view(f"problem_{name}", types.Error(label=f"{name}: {reason}"))
+            continue
+        prop.invalid = True
+        prop.error_message = reason
+
+
+def execution_options(operator: foo.Operator, ctx) -> foo.executor.ExecutionOptions:
+    """Immediate or Schedule (see :mod:`.scheduling`)."""
+    return scheduling.execution_options(ctx, flat_params(ctx))
+
+
+# --- what execute() needs -------------------------------------------------------------------------
 
 def model_settings(ctx, params: dict, prompt: str) -> dict:
     """The settings that determine the model's answer (recorded in the run, fingerprinted)."""
     return {
-        "model": params.get("model") or DEFAULT_MODEL,
+        "model": params.get("model") or default_model(ctx.dataset),
         "revision": params.get("revision"),
         "prompt": prompt,
         "max_new_tokens": int(params["max_new_tokens"]),
         "do_sample": False,
-        "sampling": read_sampling(ctx),
+        "sampling": read_sampling(params),
         "window_s": float(params.get("window_s") or DEFAULT_WINDOW_S),
     }
 

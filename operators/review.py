@@ -36,5 +36,8 @@ class ReviewErrors(foo.Operator):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}")
         name = f"{eval_key}_{kind}"
-        ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
+        if not ctx.dataset.has_saved_view(name):
+            raise ValueError(f"no saved view {name!r}: run @marlin/marlin/evaluate with eval_key {eval_key!r} first")
+        # by name, so the App's view selector shows the saved view (not "Unsaved view")
+        ctx.ops.set_view(name=name)
         return {"view": name}

@@ -1,0 +1,116 @@
+"""How Marlin's labels look in the App: filterable attributes, readable times, separate colours.
+
+The App's sidebar filters only attributes declared in the dataset's schema; labels written with
+extra attributes (``confidence`` is built in, ``start_s``, ``end_s``, ``raw``, ``format_ok``,
+``truncated``...) leave them undeclared until someone calls ``add_dynamic_sample_fields``. Call
+:func:`show_marlin_labels` after writing labels; it is idempotent and cheap to repeat.
+"""
+
+from __future__ import annotations
+
+import fiftyone as fo
+
+__all__ = [
+    "FILTERABLE_ATTRIBUTES",
+    "PREDICTION_COLOUR",
+    "GROUND_TRUTH_COLOUR",
+    "time_range_text",
+    "show_marlin_labels",
+    "declare_label_attributes",
+    "declare_string_list_field",
+    "fill_time_ranges",
+    "colour_fields",
+]
+
+# Marlin's predictions and ground truth in clearly different hues (FiftyOne's palette orange and a teal).
+PREDICTION_COLOUR = "#ff6d04"
+GROUND_TRUTH_COLOUR = "#00b3a1"
+# The attributes Marlin writes that a user filters on (``confidence`` and ``support`` are built in).
+FILTERABLE_ATTRIBUTES = ("start_s", "end_s", "time_range", "raw", "format_ok", "truncated")
+
+
+def time_range_text(start_s: float, end_s: float) -> str:
+    """An event's span as the App shows it beside the label, e.g. ``"12.0–15.5 s"``."""
+    return f"{start_s:.1f}–{end_s:.1f} s"
+
+
+def declare_label_attributes(dataset: fo.Dataset, field: str) -> None:
+    """Declare the attributes of :data:`FILTERABLE_ATTRIBUTES` found on ``field`` (per label or per field).
+
+    Only these: bookkeeping attributes (e.g. find's list of searched queries) stay undeclared, so
+    their mixed shapes never constrain later writes.
+    """
+    if not dataset.has_sample_field(field):
+        return
+    dynamic = dataset.get_dynamic_field_schema(fields=[field])
+    wanted = {path: spec for path, spec in dynamic.items() if path.rsplit(".", 1)[-1] in FILTERABLE_ATTRIBUTES}
+    if wanted:
+        dataset.add_dynamic_sample_fields(fields=wanted)
+
+
+def declare_string_list_field(view, field: str) -> None:
+    """Declare ``field`` as a list of strings (filterable like tags) before a run writes to it.
+
+    A list field first written with ``[]`` would be declared untyped, and the App cannot filter on
+    an untyped list; FiftyOne cannot retype a declared field later. Once declared, a sample's unset
+    value reads as ``[]`` but is not stored, so the target samples that lack it get an explicit ``[]``.
+    """
+    dataset = view._root_dataset
+    if dataset.has_sample_field(field):
+        return
+    dataset.add_sample_field(field, fo.ListField, subfield=fo.StringField)
+    view.exists(field, False).set_field(field, []).save(field)
+
+
+def fill_time_ranges(view, field: str) -> None:
+    """Give each label of ``field`` with ``start_s``/``end_s`` and no ``time_range`` its readable span.
+
+    Each label is updated on its own (by id), so labels written meanwhile by another run are untouched.
+    """
+    path = f"{field}.detections"
+    if not view._root_dataset.has_sample_field(field):
+        return
+    rows = view.values(["id", f"{path}.id", f"{path}.start_s", f"{path}.end_s", f"{path}.time_range"])
+    values = []
+    for sample_id, label_ids, starts, ends, ranges in zip(*rows):
+        for label_id, start_s, end_s, current in zip(label_ids or [], starts or [], ends or [], ranges or []):
+            if current is None and start_s is not None and end_s is not None:
+                values.append({"sample_id": sample_id, "label_id": label_id,
+                               "value": time_range_text(start_s, end_s)})
+    if values:
+        view._root_dataset.set_label_values(f"{path}.time_range", values, dynamic=True)
+
+
+def colour_fields(dataset: fo.Dataset, *, predictions=(), ground_truth=()) -> None:
+    """Colour predictions and ground truth apart in the App, keeping any colour the user chose."""
+    scheme = dataset.app_config.color_scheme or fo.ColorScheme()
+    entries = list(scheme.fields or [])
+    coloured = {entry.get("path") for entry in entries}
+    wanted = [(f, PREDICTION_COLOUR) for f in predictions] + [(f, GROUND_TRUTH_COLOUR) for f in ground_truth]
+    added = [{"path": f, "fieldColor": colour} for f, colour in wanted if f and f not in coloured]
+    if not added:
+        return
+    scheme.fields = entries + added
+    if not scheme.color_by:
+        scheme.color_by = "field"
+    dataset.app_config.color_scheme = scheme
+    dataset.save()
+
+
+def _other_temporal_fields(dataset: fo.Dataset, ours: set[str]) -> list[str]:
+    """The dataset's other ``TemporalDetections`` fields: ground truth, as far as Marlin can tell."""
+    schema = dataset.get_field_schema(embedded_doc_type=fo.TemporalDetections)
+    return [name for name in schema if name not in ours and not name.startswith("marlin_")]
+
+
+def show_marlin_labels(view, field: str) -> None:
+    """After a caption/find run: declare ``field``'s attributes, readable times, and colours.
+
+    Args:
+        view: the samples the run wrote to.
+        field: the ``TemporalDetections`` field the run wrote.
+    """
+    dataset = view._root_dataset
+    fill_time_ranges(view, field)
+    declare_label_attributes(dataset, field)
+    colour_fields(dataset, predictions=[field], ground_truth=_other_temporal_fields(dataset, {field}))
