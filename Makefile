@@ -10,7 +10,7 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench app
+.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-search app
 
 install:
 	@bash scripts/install.sh
@@ -46,6 +46,10 @@ bench: install
 	$(PY) bench/preprocess.py
 	$(PY) bench/engine.py
 	$(PY) bench/long_video.py
+
+# Search: ROC-AUC of the presence score (real Marlin captions + tiny model) and find calls vs exhaustive.
+bench-search: install
+	$(PY) bench/search.py
 
 app: install plugin-link
 	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)')); s.wait()"
