@@ -29,7 +29,9 @@ from .base import SdkCallable
 from .open_view import view_buttons
 from .processing import error_message
 from .runs import package_versions, settings_fingerprint
-from .search_labels import captioned_videos, moment_detection, ranked_clips_view, remove_search, replace_search
+from .display import show_marlin_labels
+from .search_labels import (captioned_videos, declare_search_attributes, moment_detection, ranked_clips_view,
+                            remove_search, replace_search)
 
 OPERATION = "search"
 DEFAULTS = {
@@ -49,7 +51,7 @@ DEFAULTS = {
 RANKERS = {"bm25": "Words (BM25, no model)", "embedding": "Text embeddings (sentence-transformers model)"}
 # Parameters the caption step passes on to the caption operator unchanged.
 CAPTION_PARAMS = ("events_field", "scene_field", "error_field", "model", "revision", "device", "batch_size",
-                  *forms.SAMPLING_PARAMS, "window_s")
+                  "overwrite", *forms.SAMPLING_PARAMS, "window_s")
 MAX_REPORTED = 20
 
 
@@ -104,11 +106,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
                      description="Moments scoring below it (0-1) count as not present and are left out.")
         inputs.str("view_name", default=DEFAULTS["view_name"], label="Saved view",
                    description="Name of the saved clips view of the results (replaced by a new search of that name).")
-        device = types.Dropdown(label="Device")
-        for choice in forms.DEVICE_CHOICES:
-            device.add_choice(choice, label=choice)
-        inputs.enum("device", device.values(), default="auto", view=device, label="Device",
-                    description="auto = CUDA with bfloat16 when available, else MPS, else CPU with float32.")
+        forms.run_inputs(inputs)  # device, and overwrite: recaption the videos already captioned
         advanced = forms.advanced_section(inputs, expanded=forms.opens_advanced(problems))
         advanced.bool("exhaustive", default=False, label="Exhaustive",
                       description="Ask every video every query (no captioning, no ranking): videos x queries calls.")
@@ -158,6 +156,8 @@ class SearchLibrary(SdkCallable, foo.Operator):
         outcome = self._find_and_score(ctx, asked, lambda sample_id, answer: score_answer(
             sample_id, answer, index, relevance), settings, fingerprint, run_id, name, search, params)
         remove_search(ctx.dataset, field, name, run_id, skip_ids=outcome.pop("failed_ids"))
+        show_marlin_labels(ctx.dataset, field)
+        declare_search_attributes(ctx.dataset, field)
         clips = ranked_clips_view(ctx.dataset, field, run_id)
         ctx.dataset.save_view(name, clips, overwrite=True)
         summary.update(outcome, moments=len(clips), exhaustive_find_calls=len(view) * len(queries),
@@ -170,10 +170,14 @@ class SearchLibrary(SdkCallable, foo.Operator):
     def _caption_missing(self, ctx, view, params) -> tuple[int, dict | None]:
         """Caption the videos of ``view`` without captions with the caption operator (stored, reused).
 
+        With ``overwrite`` every video of ``view`` is captioned again (the caption operator's overwrite).
+
         Returns:
             ``(videos sent to captioning, the caption operator's result)``.
         """
         _, missing = captioned_videos(view, params["events_field"], params["scene_field"])
+        if params.get("overwrite"):
+            missing = view.values("id")
         if not missing:
             return 0, None
         caption_params = {key: params[key] for key in CAPTION_PARAMS if params.get(key) is not None}

@@ -17,7 +17,11 @@ from marlin_core.search import Moment
 
 from .labels import detection_span_s, find_to_detection
 
-__all__ = ["captioned_videos", "moment_detection", "ranked_clips_view", "remove_search", "replace_search"]
+__all__ = ["SEARCH_ATTRIBUTES", "captioned_videos", "declare_search_attributes", "moment_detection",
+           "ranked_clips_view", "remove_search", "replace_search"]
+
+# Attributes a user filters the results on in the App's sidebar (declared in the dataset's schema).
+SEARCH_ATTRIBUTES = ("query", "score", "present", "search")
 
 
 def captioned_videos(view, events_field: str, scene_field: str) -> tuple[list[CaptionedVideo], list[str]]:
@@ -109,3 +113,13 @@ def ranked_clips_view(dataset: fo.Dataset, field: str, run_id: str, *, present_o
     return (dataset.filter_labels(field, keep)
             .to_clips(field)
             .sort_by(F(f"{field}.confidence"), reverse=True))
+
+
+def declare_search_attributes(dataset: fo.Dataset, field: str) -> None:
+    """Declare :data:`SEARCH_ATTRIBUTES` of ``field`` so the App's sidebar can filter on them."""
+    if field not in dataset.get_field_schema():
+        return
+    dynamic = dataset.get_dynamic_field_schema(fields=[field])
+    wanted = {path: spec for path, spec in dynamic.items() if path.rsplit(".", 1)[-1] in SEARCH_ATTRIBUTES}
+    if wanted:
+        dataset.add_dynamic_sample_fields(fields=wanted)

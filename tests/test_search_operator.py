@@ -93,6 +93,9 @@ def test_labels_carry_score_query_and_evidence(library, trained_model_dir):
     assert miss.present is False and miss.score < 0.5 < hit.score
     assert hit.search == "reds" and hit.search_run == miss.search_run
     assert library.get_run_info("marlin_search").config.settings["queries"] == ["red light", HARD_NEGATIVE]
+    # the App's sidebar can filter the results by query, score and presence
+    for name in ("query", "score", "present"):
+        assert library.get_field(f"marlin_search.detections.{name}") is not None
 
 
 def test_threshold_zero_keeps_every_answer_with_present_ones_first(library, trained_model_dir):
@@ -109,6 +112,8 @@ def test_top_k_caps_the_model_calls_per_query(library, trained_model_dir):
         outcome = run(library, trained_model_dir, QUERIES, top_k=2, view_name="two-each")
     assert calls[0] == outcome["find_calls"] == 2 * 3
     assert len(library.load_saved_view("two-each")) == 2 * 2
+    # overwrite recaptions every video (the caption operator's "Recompute done samples")
+    assert run(library, trained_model_dir, ["red light"], top_k=1, overwrite=True)["caption_calls"] == 12
 
 
 def test_exhaustive_search_asks_every_video_every_query(dataset, tmp_path, color_videos, trained_model_dir):
