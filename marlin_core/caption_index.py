@@ -65,7 +65,8 @@ class CaptionIndex:
         self.scene_terms = [tokenize(video.scene) for video in self.videos]
         self.event_terms = [[tokenize(event.description) for event in video.events] for video in self.videos]
         self.terms = LibraryTerms(
-            [scene + [t for event in events for t in event] for scene, events in zip(self.scene_terms, self.event_terms)]
+            [scene + [t for event in events for t in event]
+             for scene, events in zip(self.scene_terms, self.event_terms)]
         )
 
     def __len__(self) -> int:

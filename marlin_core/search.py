@@ -195,6 +195,7 @@ def search_videos(
         if isinstance(answers, BaseException):
             result.errors[video_id] = f"{paths[video_id]}: find failed: {answers}"
             continue
-        moments += [m for m in (score_answer(video_id, answer, index, relevance) for answer in answers) if m is not None]
+        scored = (score_answer(video_id, answer, index, relevance) for answer in answers)
+        moments += [moment for moment in scored if moment is not None]
     result.moments, result.rejected = rank_moments(moments, settings.threshold)
     return result

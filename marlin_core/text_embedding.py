@@ -51,7 +51,8 @@ def load_text_encoder(name_or_path: str | None = None, device: str | None = None
 
         model = SentenceTransformer(folder, device=device, local_files_only=True)
     except Exception as error:  # noqa: BLE001 - import and load errors alike get one actionable message
-        raise MarlinError(f"cannot load the text-embedding model {folder!r}: {type(error).__name__}: {error}") from error
+        message = f"cannot load the text-embedding model {folder!r}: {type(error).__name__}: {error}"
+        raise MarlinError(message) from error
 
     def encode(texts: list[str]) -> np.ndarray:
         return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)

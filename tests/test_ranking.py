@@ -20,7 +20,8 @@ from marlin_core.text_relevance import LibraryTerms, stem, tokenize
 def bunny_index() -> CaptionIndex:
     cases = json.loads((TESTS / "fixtures" / "marlin_real_outputs.json").read_text())["cases"]
     return CaptionIndex(
-        CaptionedVideo.from_caption(case["video"]["file"], case["parsed"]) for case in cases if case["mode"] == "caption"
+        CaptionedVideo.from_caption(case["video"]["file"], case["parsed"])
+        for case in cases if case["mode"] == "caption"
     )
 
 
@@ -34,7 +35,8 @@ def test_stem_strips_one_common_suffix(word, root):
 
 
 def test_tokenize_drops_stop_words_and_punctuation():
-    assert tokenize("The rabbit LOOKS at a purple butterfly, in the video!") == ["rabbit", "look", "purple", "butterfly"]
+    words = tokenize("The rabbit LOOKS at a purple butterfly, in the video!")
+    assert words == ["rabbit", "look", "purple", "butterfly"]
     assert tokenize("it is the") == []
 
 
