@@ -26,14 +26,13 @@ from marlin_core.text_embedding import load_text_encoder
 
 from . import forms, placements
 from .base import SdkCallable
+from .display import show_marlin_labels
 from .open_view import view_buttons
 from .processing import error_message
 from .runs import package_versions, settings_fingerprint
-from .display import show_marlin_labels
-from .search_labels import (captioned_videos, declare_search_attributes, moment_detection, ranked_clips_view,
-                            remove_search, replace_search)
+from .search_labels import (OPERATION, MomentWriter, captioned_videos, declare_search_attributes,
+                            ranked_clips_view, remove_search)
 
-OPERATION = "search"
 DEFAULTS = {
     "view_name": "marlin-search",
     "search_field": "marlin_search",
@@ -153,8 +152,9 @@ class SearchLibrary(SdkCallable, foo.Operator):
             asked = queries_by_video(select_candidates(queries, index, ranker, search.top_k))
 
         run_id = uuid.uuid4().hex
-        outcome = self._find_and_score(ctx, asked, lambda sample_id, answer: score_answer(
-            sample_id, answer, index, relevance), settings, fingerprint, run_id, name, search, params)
+        writer = MomentWriter(name, run_id, field, params["error_field"], search.threshold, fingerprint,
+                              lambda sample_id, answer: score_answer(sample_id, answer, index, relevance))
+        outcome = self._find_and_score(ctx, asked, settings, writer)
         remove_search(ctx.dataset, field, name, run_id, skip_ids=outcome.pop("failed_ids"))
         show_marlin_labels(ctx.dataset, field)
         declare_search_attributes(ctx.dataset, field)
@@ -193,10 +193,10 @@ class SearchLibrary(SdkCallable, foo.Operator):
             raise ValueError(f"ranker must be one of {sorted(RANKERS)}, got {params['ranker']!r}")
         return load_text_encoder(params.get("text_model") or None) if params["ranker"] == "embedding" else None
 
-    def _find_and_score(self, ctx, asked, score, settings, fingerprint, run_id, name, search, params) -> dict:
-        """Run find on each asked video, score and write its moments; one bad video never stops the rest.
+    def _find_and_score(self, ctx, asked: dict[str, list[str]], settings: dict, writer: MomentWriter) -> dict:
+        """Run find on each asked video (``{sample id: queries}``) and write its scored moments.
 
-        ``score(sample_id, answer)`` makes the answer a :class:`~marlin_core.search.Moment`.
+        One bad video is that sample's error and the others go on.
         """
         outcome = {"find_calls": 0, "done": 0, "failed": 0, "present": 0, "absent": 0, "errors": [],
                    "failed_ids": set()}
@@ -216,28 +216,16 @@ class SearchLibrary(SdkCallable, foo.Operator):
                 message = error_message(sample.filepath, answers)
             elif (metadata := self._metadata(sample)) is None:
                 message = f"{sample.filepath}: cannot read video metadata"
-            if message is not None:
+            if message is None:
+                for detection in writer.write(sample, answers, metadata):
+                    outcome["present" if detection.present else "absent"] += 1
+                outcome["done"] += 1
+            else:
+                writer.fail(sample, message)
                 outcome["failed"] += 1
                 outcome["failed_ids"].add(sample_id)
                 if len(outcome["errors"]) < MAX_REPORTED:
                     outcome["errors"].append(message)
-                sample[params["error_field"]] = f"{OPERATION}: {message}"
-                sample.save()
-                continue
-            detections = []
-            for answer in answers:
-                detection, moment = moment_detection(
-                    answer, metadata, lambda a: score(sample_id, a), search=name, run_id=run_id,
-                    threshold=search.threshold, fingerprint=fingerprint)
-                if detection is not None:
-                    detections.append(detection)
-                    outcome["present" if detection.present else "absent"] += 1
-            replace_search(sample, params["search_field"], name, detections)
-            if sample.has_field(params["error_field"]) and str(sample[params["error_field"]] or "").startswith(
-                    f"{OPERATION}:"):
-                sample[params["error_field"]] = None
-            sample.save()
-            outcome["done"] += 1
             ctx.set_progress(progress=position / len(items), label=f"{position}/{len(items)} {sample.filepath}")
         return outcome
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 import fiftyone as fo
 from fiftyone import ViewField as F
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from marlin_core.caption_index import CaptionedEvent, CaptionedVideo
 from marlin_core.search import Moment
 
 from .labels import detection_span_s, find_to_detection
 
-__all__ = ["SEARCH_ATTRIBUTES", "captioned_videos", "declare_search_attributes", "moment_detection",
+__all__ = ["SEARCH_ATTRIBUTES", "captioned_videos", "declare_search_attributes", "MomentWriter",
            "ranked_clips_view", "remove_search", "replace_search"]
 
+# Prefix of the errors a search writes (another operation's error is left alone).
+OPERATION = "search"
 # Attributes a user filters the results on in the App's sidebar (declared in the dataset's schema).
 SEARCH_ATTRIBUTES = ("query", "score", "present", "search")
 
@@ -48,26 +53,60 @@ def captioned_videos(view, events_field: str, scene_field: str) -> tuple[list[Ca
     return videos, missing
 
 
-def moment_detection(answer: dict, metadata: fo.VideoMetadata, score_moment, *, search: str, run_id: str,
-                     threshold: float, fingerprint: str) -> tuple[fo.TemporalDetection | None, Moment | None]:
-    """One find answer as a scored detection, or ``(None, None)`` when it has no usable span.
+@dataclass(frozen=True)
+class MomentWriter:
+    """Writes one search run's answers to samples: scored detections, or the sample's error.
 
-    The span is first sanitised to the video (clamped, swapped), then scored with ``score_moment``
-    (``answer -> Moment | None``), so the score describes the span the label shows.
+    Attributes:
+        search: the search's name (its saved view).
+        run_id: this run's id (the saved view keeps only its detections).
+        field: the ``TemporalDetections`` results field.
+        error_field: the per-sample error field.
+        threshold: presence score a moment needs to be ``present``.
+        fingerprint: the find settings' fingerprint (``marlin_settings`` on each detection).
+        score: ``(sample id, find answer) -> Moment | None``.
     """
-    detection, _ = find_to_detection(answer, metadata, fingerprint)
-    if detection is None:
-        return None, None
-    moment = score_moment(dict(answer, span=(detection.start_s, detection.end_s)))
-    presence = moment.presence
-    detection.confidence = presence.score
-    for name, value in {
-        "query": answer["query"], "score": presence.score, "present": presence.score >= threshold,
-        "events_relevance": presence.events, "scene_relevance": presence.scene, "agreement": presence.agreement,
-        "time_confidence": presence.confidence, "search": search, "search_run": run_id,
-    }.items():
-        detection[name] = value
-    return detection, moment
+
+    search: str
+    run_id: str
+    field: str
+    error_field: str
+    threshold: float
+    fingerprint: str
+    score: Callable[[str, dict], Moment | None]
+
+    def detection(self, sample_id: str, answer: dict, metadata: fo.VideoMetadata) -> fo.TemporalDetection | None:
+        """One find answer as a scored detection, or None when it has no usable span.
+
+        The span is first sanitised to the video (clamped, swapped), then scored, so the score
+        describes the span the label shows.
+        """
+        detection, _ = find_to_detection(answer, metadata, self.fingerprint)
+        if detection is None:
+            return None
+        presence = self.score(sample_id, dict(answer, span=(detection.start_s, detection.end_s))).presence
+        detection.confidence = presence.score
+        for name, value in {
+            "query": answer["query"], "score": presence.score, "present": presence.score >= self.threshold,
+            "events_relevance": presence.events, "scene_relevance": presence.scene, "agreement": presence.agreement,
+            "time_confidence": presence.confidence, "search": self.search, "search_run": self.run_id,
+        }.items():
+            detection[name] = value
+        return detection
+
+    def write(self, sample: fo.Sample, answers: list[dict], metadata: fo.VideoMetadata) -> list[fo.TemporalDetection]:
+        """Replace this search's detections on the sample with the scored answers, clear its error, save."""
+        detections = [d for d in (self.detection(sample.id, a, metadata) for a in answers) if d is not None]
+        replace_search(sample, self.field, self.search, detections)
+        if sample.has_field(self.error_field) and str(sample[self.error_field] or "").startswith(f"{OPERATION}:"):
+            sample[self.error_field] = None
+        sample.save()
+        return detections
+
+    def fail(self, sample: fo.Sample, message: str) -> None:
+        """Write the cause to the sample's error field; its labels stay as they were."""
+        sample[self.error_field] = f"{OPERATION}: {message}"
+        sample.save()
 
 
 def _of_search(detection: fo.TemporalDetection, search: str) -> bool:
