@@ -10,7 +10,7 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-search app
+.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-search app worker
 
 install:
 	@bash scripts/install.sh
@@ -51,5 +51,19 @@ bench: install
 bench-search: install
 	$(PY) bench/search.py
 
+# The App plus one delegated worker, so "Schedule" works: FiftyOne 1.22 offers Schedule only with
+# FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true, and a scheduled run waits until a worker picks it up.
+# The worker stops with the App (Ctrl+C). PORT / ADDRESS for a remote machine (ssh -L 5151:localhost:5151).
+PORT ?= 5151
+ADDRESS ?= localhost
 app: install plugin-link
-	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)')); s.wait()"
+	@mkdir -p .cache; export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true; \
+	$(VENV)/bin/fiftyone delegated launch > .cache/delegated-worker.log 2>&1 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	echo "[app] delegated worker running (pid $$worker, log .cache/delegated-worker.log)"; \
+	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)'), port=$(PORT), \
+	  address='$(ADDRESS)', remote=True); print(f'[app] {s.url}'); s.wait(-1)"
+
+# One more worker, e.g. one per GPU: CUDA_VISIBLE_DEVICES=1 make worker
+worker: plugin-link
+	FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true $(VENV)/bin/fiftyone delegated launch

@@ -106,5 +106,5 @@ class CaptionVideos(ModelOperator):
         run = ModelRun(OPERATION, field, params["error_field"], params["run_key"], settings, todo, results, write,
                        window_fingerprint=lambda job: fingerprint)
         outcome = execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
-        display.show_marlin_labels(ctx.target_view(), field)
+        display.show_marlin_labels(ctx.target_view(), field, ctx)
         return outcome

@@ -103,14 +103,19 @@ def _other_temporal_fields(dataset: fo.Dataset, ours: set[str]) -> list[str]:
     return [name for name in schema if name not in ours and not name.startswith("marlin_")]
 
 
-def show_marlin_labels(view, field: str) -> None:
+def show_marlin_labels(view, field: str, ctx=None) -> None:
     """After a caption/find run: declare ``field``'s attributes, readable times, and colours.
 
     Args:
         view: the samples the run wrote to.
         field: the ``TemporalDetections`` field the run wrote.
+        ctx: the operator's context; an open App (immediate run) then shows the colours at once.
     """
     dataset = view._root_dataset
     fill_time_ranges(view, field)
     declare_label_attributes(dataset, field)
     colour_fields(dataset, predictions=[field], ground_truth=_other_temporal_fields(dataset, {field}))
+    if ctx is not None and not ctx.delegated:
+        # the App reads a dataset's colour scheme when it loads the dataset; this updates an open one
+        scheme = dataset.app_config.color_scheme
+        ctx.trigger("set_color_scheme", {"color_by": scheme.color_by, "fields": list(scheme.fields or [])})

@@ -139,7 +139,7 @@ class FindEvents(ModelOperator):
                        window_fingerprint=lambda job: settings_fingerprint([fingerprint, job.payload]))
         display.declare_string_list_field(ctx.target_view(), missing_field)
         outcome = execute_model_run(ctx, ctx.target_view(), run, forms.model_loader(ctx, settings))
-        display.show_marlin_labels(ctx.target_view(), field)
+        display.show_marlin_labels(ctx.target_view(), field, ctx)
         return outcome
 
     def __call__(self, sample_collection, queries, *, delegate: bool = False, **params):

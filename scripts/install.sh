@@ -63,4 +63,13 @@ else
     exit 1
   fi
 fi
+# 5. Chromium for the browser tests (tests/test_app_browser.py drives it with Playwright's executable_path;
+#    Playwright's own browser download needs the network and is never used).
+if [ -x /usr/bin/chromium ]; then
+  say "chromium: present"
+else
+  say "chromium: installing with apt-get (browser tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 say "done"
