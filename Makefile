@@ -10,7 +10,7 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu app worker test-fiftyone-min
+.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu bench-search app worker test-fiftyone-min
 
 install:
 	@bash scripts/install.sh
@@ -58,6 +58,10 @@ test-fiftyone-min: install
 	@bash scripts/fiftyone_min_venv.sh
 	FIFTYONE_DATABASE_NAME=fiftyone-marlin-tests-min PYTHONPATH=$(CURDIR) \
 	  .cache/fiftyone-min-venv/bin/python -m pytest -p no:cacheprovider $(FIFTYONE_MIN_TESTS) -k "not pip_install"
+
+# Search: ROC-AUC of the presence score (real Marlin captions + tiny model) and find calls vs exhaustive.
+bench-search: install
+	$(PY) bench/search.py
 
 # The App plus one delegated worker, so "Schedule" works: FiftyOne 1.22 offers Schedule only with
 # FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true, and a scheduled run waits until a worker picks it up.

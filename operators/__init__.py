@@ -7,6 +7,7 @@ from .find import FindEvents
 from .import_annotations import ImportAnnotations
 from .open_view import OpenView
 from .review import ReviewErrors
+from .search import SearchLibrary
 
 OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations,
-             OpenView]
+             OpenView, SearchLibrary]

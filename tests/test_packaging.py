@@ -15,7 +15,7 @@ from conftest import REPO
 BIN = Path(sys.executable).parent
 OPERATORS = ["@marlin/marlin/caption", "@marlin/marlin/find", "@marlin/marlin/evaluate",
              "@marlin/marlin/import_annotations", "@marlin/marlin/review_errors",
-             "@marlin/marlin/export_annotations"]
+             "@marlin/marlin/export_annotations", "@marlin/marlin/open_view", "@marlin/marlin/search"]
 
 
 def run(cmd, cwd=None, **env):

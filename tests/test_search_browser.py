@@ -1,0 +1,60 @@
+"""The App shows a search's ranked clips: a real App server and Debian's Chromium (Playwright), tiny model.
+
+The search runs through FiftyOne's executor; the App then opens its saved view by name, and the grid
+must show one clip per present moment, in the view's order (best presence score first), each with its
+query on the ``marlin_search`` label. The screenshot goes to the README (docs/app-search-clips.png).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import pytest
+
+from app_browser import app_server, chromium_page, dismiss_popups
+from search_library import HARD_NEGATIVE, PRESENT
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+VIEW = "marlin-search"
+
+
+@pytest.fixture(scope="module")
+def searched(color_videos, trained_model_dir, tmp_path_factory):
+    """A persistent dataset (the App server is another process) of 2 red and 2 blue clips, searched."""
+    root = tmp_path_factory.mktemp("browser-search")
+    dataset = fo.Dataset(f"marlin-search-{uuid.uuid4().hex[:8]}", persistent=True)
+    for color in ("red", "blue"):
+        for copy in range(2):
+            path = root / f"{color}-{copy}.mp4"
+            shutil.copy(color_videos[color], path)
+            dataset.add_sample(fo.Sample(filepath=str(path)))
+    result = foo.execute_operator("@marlin/marlin/search", dict(dataset=dataset, params=dict(
+        model=str(trained_model_dir), queries=[*PRESENT, HARD_NEGATIVE])))
+    result.raise_exceptions()
+    yield dataset
+    dataset.delete()
+
+
+def test_app_shows_the_ranked_clips_of_a_search(searched, tmp_path):
+    expected = [clip.marlin_search.label for clip in searched.load_saved_view(VIEW)]
+    assert sorted(expected) == sorted(["red light"] * 2 + ["blue sky"] * 2)  # the hard negative is left out
+    with app_server(tmp_path / "server.log") as url, chromium_page() as page:
+        page.goto(f"{url}/datasets/{searched.name}?view={VIEW}")
+        dismiss_popups(page)
+        selector = page.locator('[data-cy="saved-views-selection"]')
+        page.wait_for_function("() => document.querySelector('[data-cy=saved-views-selection]')"
+                               f".textContent.includes('{VIEW}')")
+        assert VIEW in selector.inner_text()
+        tiles = page.locator('[data-cy="looker"]')
+        page.wait_for_function(f"() => document.querySelectorAll('[data-cy=looker]').length === {len(expected)}")
+        shown = []
+        for index in range(len(expected)):
+            chip = tiles.nth(index).locator('[data-cy="tag-marlin_search"]')
+            chip.wait_for()
+            shown.append(chip.get_attribute("title") or chip.inner_text())
+        assert [query in text for query, text in zip(expected, shown)] == [True] * len(expected), shown
+        page.screenshot(path=str(DOCS / "app-search-clips.png"))
