@@ -15,7 +15,6 @@ decides: skip it (labels it had stay) or stop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import fiftyone as fo
 import fiftyone.core.models as fom
@@ -23,13 +22,13 @@ import fiftyone.core.models as fom
 from marlin_core.contract import CAPTION_PROMPT, FIND_PROMPT_TEMPLATE
 from marlin_core.windows import DEFAULT_WINDOW_S
 
-from ..operators import forms
 from ..operators.caption import DEFAULTS as CAPTION_DEFAULTS
 from ..operators.find import DEFAULTS as FIND_DEFAULTS
 from ..operators.find import parse_queries
 from ..operators.labels import caption_to_detections, find_answers_to_detections
 from ..operators.models import get_marlin
-from ..operators.processing import ensure_metadata
+from ..operators.params import ModelParams
+from ..operators.processing import checked_metadata
 from ..operators.runs import settings_fingerprint
 
 __all__ = ["OPERATIONS", "OUTPUTS", "MarlinModelSettings", "MarlinVideoModel"]
@@ -97,10 +96,9 @@ class MarlinModelSettings:
     def operator_settings(self) -> dict:
         """The settings dict the operators record and fingerprint, built by the operators' own code."""
         prompt = (self.prompt or CAPTION_PROMPT) if self.operation == "caption" else FIND_PROMPT_TEMPLATE
-        params = {"model": self.weights, "revision": self.revision, "max_new_tokens": self.max_new_tokens,
-                  "window_s": self.window_s}
-        # forms.model_settings reads only ``ctx.params`` (for the preprocessing options)
-        return forms.model_settings(SimpleNamespace(params=self.sampling), params, prompt)
+        params = ModelParams(model=self.weights, revision=self.revision, max_new_tokens=int(self.max_new_tokens),
+                             window_s=float(self.window_s), sampling=self.sampling)
+        return params.settings(prompt)
 
 
 def _filepath(arg) -> str:
@@ -167,9 +165,12 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
     @staticmethod
     def _metadata(path: str, sample) -> fo.VideoMetadata:
         """The sample's metadata as the operators get it, or the file's when there is no sample."""
-        metadata = ensure_metadata(sample) if sample is not None else fo.VideoMetadata.build_for(path)
-        if metadata is None:
-            raise ValueError(f"{path}: cannot read video metadata")
+        if sample is None:
+            return fo.VideoMetadata.build_for(path)
+        try:
+            metadata, _ = checked_metadata(sample)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
         return metadata
 
     def _labels(self, result, metadata: fo.VideoMetadata):
