@@ -27,7 +27,9 @@ from marlin_core.text_embedding import load_text_encoder
 from . import forms, placements
 from .base import SdkCallable
 from .display import show_marlin_labels
+from .models import get_marlin
 from .open_view import view_buttons
+from .params import SAMPLING_PARAMS, ModelParams
 from .processing import error_message
 from .runs import package_versions, settings_fingerprint
 from .search_labels import (OPERATION, MomentWriter, captioned_videos, declare_search_attributes,
@@ -50,7 +52,7 @@ DEFAULTS = {
 RANKERS = {"bm25": "Words (BM25, no model)", "embedding": "Text embeddings (sentence-transformers model)"}
 # Parameters the caption step passes on to the caption operator unchanged.
 CAPTION_PARAMS = ("events_field", "scene_field", "error_field", "model", "revision", "device", "batch_size",
-                  "overwrite", *forms.SAMPLING_PARAMS, "window_s")
+                  "overwrite", *SAMPLING_PARAMS, "window_s")
 MAX_REPORTED = 20
 
 
@@ -131,12 +133,13 @@ class SearchLibrary(SdkCallable, foo.Operator):
         return placements.button(self, ctx, label="Search moments with Marlin", icon="travel_explore")
 
     def execute(self, ctx):
-        params = forms.read_params(ctx, DEFAULTS)
+        params = {**DEFAULTS, **forms.request_params(ctx)}
         queries = check_queries(read_queries(params.get("queries")))
         search = SearchSettings(int(params["top_k"]), float(params["threshold"]), bool(params["exhaustive"]))
         name, field = str(params["view_name"]), params["search_field"]
         encode = self._encoder(params)
-        settings = forms.model_settings(ctx, params, FIND_PROMPT_TEMPLATE)
+        model_params = ModelParams(**ModelParams.common(params, DEFAULTS))
+        settings = model_params.settings(FIND_PROMPT_TEMPLATE)
         fingerprint = settings_fingerprint(settings)
         view = ctx.target_view()
         summary = {"view_name": name, "queries": queries, "caption": None, "caption_calls": 0}
@@ -154,7 +157,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
         run_id = uuid.uuid4().hex
         writer = MomentWriter(name, run_id, field, params["error_field"], search.threshold, fingerprint,
                               lambda sample_id, answer: score_answer(sample_id, answer, index, relevance))
-        outcome = self._find_and_score(ctx, asked, settings, writer)
+        outcome = self._find_and_score(ctx, asked, model_params, writer)
         remove_search(ctx.dataset, field, name, run_id, skip_ids=outcome.pop("failed_ids"))
         show_marlin_labels(ctx.dataset, field)
         declare_search_attributes(ctx.dataset, field)
@@ -193,7 +196,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
             raise ValueError(f"ranker must be one of {sorted(RANKERS)}, got {params['ranker']!r}")
         return load_text_encoder(params.get("text_model") or None) if params["ranker"] == "embedding" else None
 
-    def _find_and_score(self, ctx, asked: dict[str, list[str]], settings: dict, writer: MomentWriter) -> dict:
+    def _find_and_score(self, ctx, asked: dict[str, list[str]], params: ModelParams, writer: MomentWriter) -> dict:
         """Run find on each asked video (``{sample id: queries}``) and write its scored moments.
 
         One bad video is that sample's error and the others go on.
@@ -204,10 +207,10 @@ class SearchLibrary(SdkCallable, foo.Operator):
             return outcome
         dataset, items = ctx.dataset, list(asked.items())
         filepaths = dict(zip(*dataset.select(list(asked)).values(["id", "filepath"])))
-        marlin = forms.model_loader(ctx, settings)()
+        marlin = get_marlin(params.model, device=params.device, revision=params.revision,
+                            token=forms.read_token(ctx), api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
         finds = marlin.iter_finds([(filepaths[sample_id], qs) for sample_id, qs in items],
-                                  max_new_tokens=settings["max_new_tokens"], window_s=settings["window_s"],
-                                  **settings["sampling"])
+                                  max_new_tokens=params.max_new_tokens, window_s=params.window_s, **params.sampling)
         for position, ((sample_id, qs), (_, answers)) in enumerate(zip(items, finds), start=1):
             outcome["find_calls"] += len(qs)
             sample = dataset[sample_id]
