@@ -7,10 +7,12 @@ Builds a checkpoint with random weights, makes clips with ffmpeg, then runs each
   at a time (the seed's path, what Marlin's recorded outputs were made with);
 - ``engine ...``: ``Marlin.iter_captions`` one at a time, with the default batch size (what the operators do
   with no settings: 1 on the CPU, automatic on CUDA), and batches of 4 and 8;
-- ``find, one call per query`` / ``find_many``: ten queries on one longer video, and ``find_many`` with the shared-prefix
-  pass computing full logits as before issue 16 (``find_many, full prefix logits``), for its peak memory.
+- ``find, one call per query`` / ``find_many``: ten queries (``--small``: four) on one longer video, and
+  ``find_many`` with the shared-prefix pass computing full logits as before issue 16 (``find_many, full prefix
+  logits``), for its peak memory.
 
-Columns: wall seconds; items/s (videos; find rows: queries); ratio to the reference's wall (find rows: to ``find, one call per query``); peak memory
+Columns: wall seconds; items/s (videos; find rows: queries); ratio to the reference's wall (find rows: to
+``find, one call per query``); peak memory
 (CUDA: ``max_memory_allocated``; CPU: the process's peak RSS above the loaded model, glibc told to unmap
 freed blocks so the RSS follows live memory); decode ms per step (a step = one forward of one token for the
 whole batch); wait = wall seconds outside ``generate`` (decoding, preprocessing, parsing: the GPU idles);
