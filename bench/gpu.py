@@ -7,14 +7,16 @@ Builds a checkpoint with random weights, makes clips with ffmpeg, then runs each
   at a time (the seed's path, what Marlin's recorded outputs were made with);
 - ``engine ...``: ``Marlin.iter_captions`` one at a time, with the default batch size (what the operators do
   with no settings: 1 on the CPU, automatic on CUDA), and batches of 4 and 8;
-- ``10 x find`` / ``find_many``: ten queries on one longer video, and ``find_many`` with the shared-prefix
-  pass computing full logits as before issue 16 (``find_many, full prefix logits``), for its peak memory.
+- ``find, one call per query`` / ``find_many``: ten queries (``--small``: four) on one longer video, and
+  ``find_many`` with the shared-prefix pass computing full logits as before issue 16 (``find_many, full prefix
+  logits``), for its peak memory.
 
-Columns: wall seconds; items/s (videos; find rows: queries); ratio to the reference's wall (find rows: to ``10 x find``); peak memory
+Columns: wall seconds; items/s (videos; find rows: queries); ratio to the reference's wall (find rows: to
+``find, one call per query``); peak memory
 (CUDA: ``max_memory_allocated``; CPU: the process's peak RSS above the loaded model, glibc told to unmap
 freed blocks so the RSS follows live memory); decode ms per step (a step = one forward of one token for the
 whole batch); wait = wall seconds outside ``generate`` (decoding, preprocessing, parsing: the GPU idles);
-same = answers whose text equals the reference's (find rows: ``10 x find``'s).
+same = answers whose text equals the reference's (find rows: ``find, one call per query``'s).
 
 The model shape (``--small`` off): Qwen3.5-2B as the issue describes it (24 text layers, 3 gated-delta-net :
 1 full-attention, hidden 2048, vocab 248,320, a 24-layer vision tower) — issue 16 and marlin-facts.md. The
@@ -55,7 +57,7 @@ CAPTION_RUNS = {  # name -> iter_captions keyword arguments (None: the reference
     "engine, batch 4": dict(batch_size=4),
     "engine, batch 8": dict(batch_size=8),
 }
-FIND_RUNS = ("10 x find", "find_many", "find_many, full prefix logits")
+FIND_RUNS = ("find, one call per query", "find_many", "find_many, full prefix logits")
 
 
 def model_config(tokenizer, small: bool):
@@ -168,7 +170,7 @@ def run_child(name: str, model_dir: str, clips: list[str], find_video: str, sett
             texts.append(result["raw"] if isinstance(result, dict) else f"error: {result}")
     else:
         queries = [f"event number {i}" for i in range(settings["queries"])]
-        if name == "10 x find":
+        if name == "find, one call per query":
             results = [marlin.find(find_video, q, max_new_tokens=settings["find_tokens"]) for q in queries]
         else:
             if name.endswith("full prefix logits"):
@@ -237,7 +239,7 @@ def print_table(rows: dict[str, dict]) -> None:
     print(f"{'path':32} {'wall s':>8} {'items/s':>9} {'ratio':>7} {'peak ' + unit:>12} {'ms/step':>8} "
           f"{'wait s':>7} {'same':>6}")
     for name, row in rows.items():
-        base = rows["reference"] if name in CAPTION_RUNS else rows["10 x find"]
+        base = rows["reference"] if name in CAPTION_RUNS else rows["find, one call per query"]
         expected = base["texts"]
         same = sum(a == b for a, b in zip(row["texts"], expected))
         rate = row["items"] / row["wall_s"]
@@ -260,7 +262,7 @@ def main() -> int:
         return 0
     shape = SMALL if args.small else FULL
     names = [n for n in (*CAPTION_RUNS, *FIND_RUNS) if args.paths is None or n in args.paths or
-             n in ("reference", "10 x find")]
+             n in ("reference", "find, one call per query")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir = build_checkpoint(root / "model", args.small)

@@ -108,7 +108,7 @@ class Generator:
         return set(eos if isinstance(eos, (list, tuple)) else [eos])
 
     def cast_pixels(self, inputs: BatchFeature) -> BatchFeature:
-        """Frames in the model's dtype: what its patch embedding casts them to anyway (same values), in half the memory."""
+        """Frames in the model's dtype: what its patch embedding casts them to anyway (same values), in less memory."""
         if "pixel_values_videos" in inputs:
             inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
         return inputs

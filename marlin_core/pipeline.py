@@ -286,7 +286,9 @@ class Pipeline:
         """
         device = self.generator.device
         fixed = _fixed_batch_size(batch_size, device)
-        depth = prefetch_depth if prefetch_depth is not None else (0 if device.type == "cpu" else fixed or AUTO_MAX_BATCH)
+        depth = prefetch_depth
+        if depth is None:
+            depth = 0 if device.type == "cpu" else fixed or AUTO_MAX_BATCH
         sort_batches = 1 if device.type == "cpu" else SORT_BATCHES
         pending: list[tuple[WorkItem, _Loaded]] = []
         target = 0

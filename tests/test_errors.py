@@ -20,7 +20,8 @@ def library_exceptions() -> dict[str, type]:
             continue
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
-            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__.startswith("marlin_core"):
+            if (inspect.isclass(value) and issubclass(value, BaseException)
+                    and value.__module__.startswith("marlin_core")):
                 found[f"{value.__module__}.{name}"] = value
     return found
 

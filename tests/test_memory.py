@@ -5,8 +5,9 @@ in a fresh process; the peak resident memory above the level before the call is 
 (``VmHWM`` after resetting it through ``/proc/self/clear_refs``: torch's CPU allocations are invisible to
 tracemalloc). glibc is told to map every block over 64 KiB on its own (``MALLOC_MMAP_THRESHOLD_``) so a freed
 block leaves the resident set at once: otherwise heap fragmentation can keep a step's freed logits resident
-and the peak would measure the allocator, not the engine (seen: 1.2 MB or 168 MB for the same run). The control is ``generate(output_logits=True)``, what the engine did before: it keeps every
-step's ``vocab`` float32 logits (~1 MiB per token), which this measurement must see.
+and the peak would measure the allocator, not the engine (seen: 1.2 MB or 168 MB for the same run). The
+control is ``generate(output_logits=True)``, what the engine did before: it keeps every step's ``vocab``
+float32 logits (~1 MiB per token), which this measurement must see.
 """
 
 from __future__ import annotations
