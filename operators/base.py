@@ -34,6 +34,7 @@ class SdkCallable:
         result = foo.execute_operator(
             self.uri, dict(view=sample_collection.view(), params=params), request_delegation=delegate
         )
+        result.raise_exceptions()
         if result.result is None and not delegate:
             # a generator's summary goes to the App only; the run record keeps it for Python callers
             return latest_outcome(sample_collection._root_dataset)

@@ -185,9 +185,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
             return 0, None
         caption_params = {key: params[key] for key in CAPTION_PARAMS if params.get(key) is not None}
         uri = self.uri.rsplit("/", 1)[0] + "/caption"
-        result = foo.execute_operator(uri, dict(view=view.select(missing), params=caption_params))
-        result.raise_exceptions()
-        return len(missing), result.result
+        return len(missing), foo.get_operator(uri)(view.select(missing), **caption_params)
 
     @staticmethod
     def _encoder(params):
