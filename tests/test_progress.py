@@ -35,7 +35,7 @@ def test_immediate_run_streams_progress_then_its_summary(dataset, color_videos, 
     result = asyncio.run(execute_or_delegate_operator(CAPTION, request))
     assert result.is_generator
     messages = list(result.result)
-    progress = [m.body.params for m in messages if getattr(m.body, "operator_name", None) == "set_progress"]
+    progress = [m.body.params for m in messages if getattr(m.body, "operator_uri", None) == "set_progress"]
     labels = [p["label"] for p in progress]
     assert labels[0] == "0/2 loading the model"
     assert any(label.startswith("1/2 ") and label.endswith("00-red.mp4") for label in labels), labels
