@@ -9,6 +9,8 @@ subclass says only what differs, through template methods: ``parse``, ``todo``, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
@@ -97,17 +99,17 @@ class ModelOperator(SdkCallable, foo.Operator):
         raise NotImplementedError
 
     def load_model(self, params):
-        return get_marlin(params.model, device=params.device, revision=params.revision, token=self._token,
-                          api_key=self._api_key)
+        return get_marlin(params.model, device=params.device, revision=params.revision, token=params.token,
+                          api_key=params.api_key)
 
     # ------------------------------------------------------------------ the run
 
     def execute(self, ctx):
         """Validate, then run: a generator of App progress events (immediate) or the summary (delegated)."""
         check(self.OPERATION, forms.request_params(ctx), ctx.dataset)
-        params = self.parse(ctx)
-        self._token = forms.read_token(ctx)
-        self._api_key = ctx.secrets.get("MARLIN_API_KEY") or None  # for an openai:// server (fiftyone.yml secret)
+        # secrets travel in the run's params, never on the operator instance the App shares between runs
+        params = dataclasses.replace(self.parse(ctx), token=forms.read_token(ctx),
+                                     api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
         view = ctx.target_view()
         ensure_fields(ctx.dataset, self.output_fields(params))
         record = RunRecord(view, params.run_key, self.OPERATION, self.settings(params)).start()

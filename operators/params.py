@@ -37,6 +37,8 @@ class ModelParams:
     window_s: float = DEFAULT_WINDOW_S
     overwrite: bool = False
     sampling: dict = field(default_factory=dict)  # the SAMPLING_PARAMS the user set
+    token: str | None = field(default=None, repr=False)  # the plugin secret HF_TOKEN, never a parameter
+    api_key: str | None = field(default=None, repr=False)  # the plugin secret MARLIN_API_KEY (openai:// servers)
 
     @classmethod
     def common(cls, raw: dict, defaults: dict) -> dict:

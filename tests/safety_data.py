@@ -78,7 +78,7 @@ def assert_user_data_kept(before: dict, after: dict, roles: dict) -> None:
     hand_made = roles["hand_made"]
     for field in ("marlin_events", "marlin_scene"):
         assert after[hand_made].get(field) == before[hand_made].get(field)
-    mine = [d for d in before[hand_made]["marlin_find"]["detections"]]
+    mine = [d for d in before[hand_made]["marlin_find"]["detections"] if "marlin_settings" not in d]
     assert [d for d in after[hand_made]["marlin_find"]["detections"] if "marlin_settings" not in d] == mine
 
 

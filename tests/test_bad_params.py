@@ -51,7 +51,7 @@ FIND_CASES = [
     (dict(queries=["red light"], find_field="tags"), "find_field"),
     (dict(queries=["red light"], find_field="x.y"), "find_field"),
     (dict(queries=["red light"], find_field="answers"), "find_field"),  # answers_not_found is a string
-    (dict(queries=["red light"], find_field="marlin_error"), "find_field"),
+    (dict(queries=["red light"], find_field="marlin_error"), "error_field"),  # the default error field
     (dict(queries=["red light"], window_s=0), "window_s"),
     (dict(queries=["red light"], fps=0), "fps"),
 ]
