@@ -15,7 +15,7 @@ from conftest import REPO
 BIN = Path(sys.executable).parent
 OPERATORS = ["@marlin/marlin/caption", "@marlin/marlin/find", "@marlin/marlin/evaluate",
              "@marlin/marlin/import_annotations", "@marlin/marlin/review_errors",
-             "@marlin/marlin/export_annotations", "@marlin/marlin/open_view", "@marlin/marlin/search"]
+             "@marlin/marlin/export_annotations", "@marlin/marlin/search"]  # open_view is unlisted (buttons only)
 
 
 def run(cmd, cwd=None, **env):
