@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     caption = sub.add_parser("caption", parents=[common], help="scene + time-ranged events of each video")
     caption.add_argument("videos", nargs="+", help="video files")
-    caption.add_argument("--batch-size", type=int, default=1, help="videos per generate call")
+    caption.add_argument("--batch-size", type=int, default=None,
+                         help="videos per generate call (default: 1 on a CPU, from free GPU memory on CUDA)")
     find = sub.add_parser("find", parents=[common], help="when does each query happen in VIDEO")
     find.add_argument("video", help="video file")
     find.add_argument("queries", nargs="+", help="event descriptions")

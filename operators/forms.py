@@ -137,8 +137,9 @@ def advanced_section(inputs: types.Object, expanded: bool = False) -> types.Obje
 def model_advanced_inputs(advanced: types.Object, defaults: dict, max_new_tokens_description: str) -> None:
     """Revision, batching, bookkeeping fields, decoding and preprocessing knobs."""
     advanced.str("revision", default=None, label="Revision", description="Hub revision (branch, tag or commit).")
-    advanced.int("batch_size", default=1, label="Batch size",
-                 description="Videos per generate call; raise it on a GPU with memory to spare.")
+    advanced.int("batch_size", default=None, label="Batch size",
+                 description="Videos per generate call; empty = automatic (1 on a CPU, from free GPU memory on "
+                             "CUDA).")
     advanced.int("max_new_tokens", default=defaults["max_new_tokens"], label="Max new tokens",
                  description=max_new_tokens_description)
     advanced.float("fps", default=None, label="Frames per second",

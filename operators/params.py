@@ -30,7 +30,7 @@ class ModelParams:
     model: str = DEFAULT_MODEL
     revision: str | None = None
     device: str | None = None  # None = best available
-    batch_size: int = 1
+    batch_size: int | None = None  # None = automatic: 1 on a CPU, from free GPU memory on CUDA
     error_field: str = "marlin_error"
     run_key: str = ""
     max_new_tokens: int = 0
@@ -48,7 +48,7 @@ class ModelParams:
             model=str(values.get("model") or DEFAULT_MODEL),
             revision=values.get("revision") or None,
             device=None if device == "auto" else str(device),
-            batch_size=max(1, int(values.get("batch_size") or 1)),
+            batch_size=int(values["batch_size"]) if values.get("batch_size") else None,
             error_field=str(values["error_field"]),
             run_key=str(values["run_key"]),
             max_new_tokens=int(values["max_new_tokens"]),

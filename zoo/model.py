@@ -66,7 +66,7 @@ class MarlinModelSettings:
     fps: float | None = None
     max_frames: int | None = None
     max_pixels: int | None = None
-    batch_size: int = 1
+    batch_size: int | None = None  # None = automatic (1 on a CPU, from free GPU memory on CUDA)
     device: str | None = None
     revision: str | None = None
     output: str = "labels"
@@ -82,7 +82,7 @@ class MarlinModelSettings:
         if self.max_new_tokens is None:
             defaults = CAPTION_DEFAULTS if self.operation == "caption" else FIND_DEFAULTS
             self.max_new_tokens = defaults["max_new_tokens"]
-        if not self.batch_size or int(self.batch_size) < 1:
+        if self.batch_size is not None and int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, not {self.batch_size!r}")
         if not isinstance(self.window_s, (int, float)) or self.window_s <= 0:
             raise ValueError(f"window_s must be a positive number of seconds, not {self.window_s!r}")
