@@ -9,10 +9,11 @@ import fiftyone.operators.types as types
 from . import forms
 from .base import SdkCallable
 from .evaluation import evaluate, format_summary
-from .params import given
-from .validation import check
 from .open_view import view_buttons
+from .params import given
 from .review import KINDS as REVIEW_KINDS
+from .runs import RunRecord
+from .validation import check
 
 DEFAULTS = {"pred_field": "marlin_events", "gt_field": "ground_truth", "mode": "events",
             "eval_key": "marlin_eval", "iou": 0.5}
@@ -61,8 +62,16 @@ class EvaluateMarlin(SdkCallable, foo.Operator):
     def execute(self, ctx):
         check("evaluate", ctx.params, ctx.dataset)
         params = given(ctx.params, DEFAULTS)
-        summary = evaluate(ctx.target_view(), params["pred_field"], params["gt_field"], mode=params["mode"],
-                           eval_key=params["eval_key"], iou=float(params["iou"]))
+        view = ctx.target_view()
+        settings = {name: params[name] for name in ("pred_field", "gt_field", "mode", "eval_key", "iou")}
+        record = RunRecord(view, f"{params['eval_key']}_marlin", "evaluate", settings).start()
+        try:
+            summary = evaluate(view, params["pred_field"], params["gt_field"], mode=params["mode"],
+                               eval_key=params["eval_key"], iou=float(params["iou"]))
+        except BaseException as error:
+            record.finish("failed", {}, f"{type(error).__name__}: {error}", register=False)
+            raise
+        record.finish("completed", {"samples": summary["samples"], "metrics": summary["metrics"]}, register=False)
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return dict(summary, table=format_summary(summary))

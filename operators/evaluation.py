@@ -68,6 +68,22 @@ def foreign_copy_fields(dataset: fo.Dataset, eval_key: str) -> list[str]:
     return [name for name in own_fields(eval_key) if dataset.has_sample_field(name) and name not in ours]
 
 
+def _copy_field(view, source: str, target: str) -> None:
+    """Copy ``source`` into the evaluation's field ``target`` on the view's samples.
+
+    The field is declared before any value is written (``clone_sample_field`` writes the values first, so a
+    kill in between would leave values FiftyOne refuses to load); each sample's copy is one atomic update
+    that writes nothing else.
+    """
+    dataset = view._root_dataset
+    dataset.add_sample_field(target, fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections)
+    dataset._sample_collection.update_many(
+        {"_id": {"$in": view.values("_id")}, source: {"$exists": True}},
+        [{"$set": {target: f"${source}", "last_modified_at": "$$NOW"}}],
+    )
+    fo.Sample._reload_docs(dataset._sample_collection_name)
+
+
 @contextmanager
 def _one_label(view, fields: list[str]):
     """Give every event of the evaluation's copies the label ``event`` while FiftyOne matches.
@@ -145,8 +161,8 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
     view.register_run(f"{eval_key}_marlin", view.init_run(
         method="marlin.evaluate", pred_field=user_fields[0], gt_field=user_fields[1], iou=iou, mode=mode,
         eval_key=eval_key, status="running", fields=[pred_field, gt_field]), overwrite=True, cleanup=False)
-    view.clone_sample_field(user_fields[0], pred_field)
-    view.clone_sample_field(user_fields[1], gt_field)
+    _copy_field(view, user_fields[0], pred_field)
+    _copy_field(view, user_fields[1], gt_field)
     num_predictions = view.count(f"{pred_field}.detections")
     # mAP ranks predictions by confidence, so it needs one on every prediction
     compute_map = num_predictions > 0 and num_predictions == view.count(f"{pred_field}.detections.confidence")

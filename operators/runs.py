@@ -107,7 +107,7 @@ def run_history(dataset: fo.Dataset, run_key: str | None = None) -> list[dict]:
         query["run_key"] = run_key
     return list(_records().find(query, {"_id": 1, "run_key": 1, "operation": 1, "status": 1, "outcome": 1,
                                         "started_at": 1, "ended_at": 1, "wall_s": 1, "view": 1, "model": 1,
-                                        "settings": 1, "error": 1}).sort([("started_at", 1), ("_id", 1)]))
+                                        "settings": 1, "error": 1, "pid": 1, "host": 1}).sort([("started_at", 1), ("_id", 1)]))
 
 
 def latest_outcome(dataset: fo.Dataset) -> dict | None:
@@ -169,12 +169,15 @@ class RunRecord:
         self._last_beat = time.monotonic()
         self._update({"heartbeat_at": _now(), **({"outcome": outcome} if outcome is not None else {})})
 
-    def finish(self, status: str, outcome: dict, error: str | None = None) -> None:
-        """End the record; a completed run also becomes the FiftyOne run ``run_key`` on its view."""
+    def finish(self, status: str, outcome: dict, error: str | None = None, *, register: bool = True) -> None:
+        """End the record; a completed run also becomes the FiftyOne run ``run_key`` on its view.
+
+        ``register=False`` for runs FiftyOne records itself (an evaluation).
+        """
         wall_s = time.monotonic() - self._started
         self._update({"status": status, "ended_at": _now(), "wall_s": wall_s, "outcome": outcome,
                       "error": error})
-        if status == "completed":
+        if status == "completed" and register:
             config = self.view.init_run(
                 method=f"marlin.{self.operation}", settings=self.settings,
                 settings_fingerprint=settings_fingerprint(self.settings), versions=package_versions(),

@@ -151,3 +151,15 @@ def dataset(request):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_PLUGINS_DIR, ignore_errors=True)
+
+
+# --- chaos and concurrency tests: one process with everything loaded, forking a child per run ---
+
+
+@pytest.fixture(scope="session")
+def zygote(trained_model_dir, color_videos):
+    from zygote import Zygote
+
+    process = Zygote(trained_model_dir, color_videos["red"], dict(os.environ, PYTHONPATH=str(REPO)))
+    yield process
+    process.close()

@@ -164,3 +164,37 @@ def test_image_samples_of_a_grouped_dataset_get_an_error(trained_model_dir, colo
         assert_captioned(video, "blue")
     finally:
         grouped.delete()
+
+
+def test_incomplete_or_stale_metadata_is_recomputed(dataset, trained_model_dir, color_videos, tmp_path):
+    """Metadata without a frame rate used to stop the whole run; stale metadata clamped events to 0.3 s."""
+    ids = add_videos(dataset, [color_videos["red"], color_videos["blue"]])
+    incomplete, stale = dataset[ids[0]], dataset[ids[1]]
+    incomplete.metadata = fo.VideoMetadata(duration=3.0)
+    incomplete.save()
+    stale.metadata = fo.VideoMetadata(duration=0.3, frame_rate=10.0, total_frame_count=3)
+    stale.save()
+    outcome = run(dataset, trained_model_dir)
+    assert outcome["done"] == 2 and outcome["failed"] == 0
+    for sample in dataset:
+        assert sample.metadata.frame_rate and sample.metadata.duration > 2.5
+        assert_captioned(sample, "red" if "red" in sample.filepath else "blue")
+
+
+def test_failed_run_keeps_the_record_of_the_labels(dataset, trained_model_dir, color_videos, tmp_path):
+    from operators.runs import run_history
+
+    ids = add_videos(dataset, [color_videos["red"], color_videos["blue"]])
+    run(dataset, trained_model_dir)
+    with pytest.raises(Exception, match="nowhere"):
+        run(dataset, tmp_path / "nowhere", overwrite=True)
+    info = dataset.get_run_info("marlin_caption")
+    assert info.config.settings["model"] == str(trained_model_dir)
+    assert info.config.outcome["done"] == 2 and info.config.model["device"] == "cpu"
+    assert [r["status"] for r in run_history(dataset, "marlin_caption")] == ["completed", "failed"]
+    # a run on one selected sample records its view, and does not pass for a dataset-wide run
+    foo.execute_operator(CAPTION, dict(dataset=dataset, selected=[ids[1]], params=dict(
+        model=str(trained_model_dir), view_target="SELECTED_SAMPLES", overwrite=True)))
+    records = run_history(dataset, "marlin_caption")
+    assert records[-1]["status"] == "completed" and records[-1]["view"]["samples"] == 1
+    assert any("select" in stage.lower() for stage in records[-1]["view"]["stages"])
