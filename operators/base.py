@@ -158,8 +158,9 @@ class ModelOperator(SdkCallable, foo.Operator):
 
 
     def resolve_output(self, ctx):
-        # an immediate run is a generator: it shows its summary itself (show_output, in _events)
-        return self.summary_output() if ctx.results else None
+        # An immediate run is a generator and shows its summary itself (show_output, in _events); whether
+        # the App also hands the prompt the final result is a race, so the prompt shows no second copy.
+        return None
 
     def summary_output(self) -> types.Property:
         """The run's summary panel (done / skipped / untouched / failed / errors)."""

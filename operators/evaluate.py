@@ -9,11 +9,11 @@ import fiftyone.operators.types as types
 from . import forms
 from .base import SdkCallable
 from .evaluation import evaluate, format_summary
+from .open_view import view_buttons
 from .params import given
+from .review import KINDS as REVIEW_KINDS
 from .runs import RunRecord
 from .validation import check
-from .open_view import view_buttons
-from .review import KINDS as REVIEW_KINDS
 
 DEFAULTS = {"pred_field": "marlin_events", "gt_field": "ground_truth", "mode": "events",
             "eval_key": "marlin_eval", "iou": 0.5}

@@ -61,15 +61,15 @@ def select(page, color: str) -> None:
 
 
 def close_panels(page) -> None:
-    """Close the run's summary panel ("Done") and the operator prompt behind it ("Close")."""
+    """Close the run's summary panel ("Done") and the operator prompt if it stays open ("Close")."""
     for name in ("Done", "Close"):
         button = page.get_by_role("button", name=name, exact=True).first
         try:
-            button.wait_for(state="visible", timeout=5000)
+            button.wait_for(state="visible", timeout=3000)
         except Exception:  # noqa: BLE001 - this panel is not open
             continue
         button.click()
-    page.get_by_role("dialog").wait_for(state="hidden")
+    page.get_by_role("dialog").first.wait_for(state="hidden")
 
 
 def open_form(page, uri: str):
@@ -94,7 +94,7 @@ def test_find_on_a_selected_sample_shows_its_label_without_a_reload(page, traine
     page.wait_for_function("() => ![...document.querySelectorAll('[role=dialog] button')]"
                            ".find(b => b.textContent === 'Execute').disabled")
     execute.click()
-    page.get_by_text("Videos searched").wait_for(timeout=120_000)
+    page.get_by_text("Videos searched").first.wait_for(timeout=120_000)
     close_panels(page)
     chip = tile(page, "red").locator('[data-cy="tag-marlin_find"]')
     chip.wait_for()
@@ -114,9 +114,10 @@ def test_a_multi_video_run_shows_its_progress(page, trained_model_dir):
     progress = page.get_by_text(re.compile(r"\b[012]/2 ")).first
     progress.wait_for(timeout=120_000)
     page.screenshot(path=str(DOCS / "app-progress.png"))
-    summary = page.get_by_text("Videos searched")
+    summary = page.get_by_text("Videos searched").first
     summary.wait_for(timeout=120_000)
     assert "2" in summary.locator("xpath=..").inner_text()
+    page.screenshot(path=str(DOCS / "app-summary.png"))
     close_panels(page)
     tile(page, "blue").locator('[data-cy="tag-marlin_find"]').wait_for()
 
