@@ -3,8 +3,10 @@
 Modules, one job each: :mod:`.contract` (prompts and parsers), :mod:`.sanitize` (clean times),
 :mod:`.video` (probe, sample, resize), :mod:`.inputs` (model inputs), :mod:`.engine` (``Marlin``, a façade
 over :mod:`.generation` and :mod:`.pipeline`), :mod:`.confidence`, :mod:`.windows` (long videos),
-:mod:`.kernels`, :mod:`.metrics`, :mod:`.annotations`, :mod:`.cli`; shared defaults in :mod:`.defaults`,
-exceptions in :mod:`.errors`.
+:mod:`.kernels`, :mod:`.metrics`, :mod:`.annotations` / :mod:`.annotation_export` (formats in and out),
+:mod:`.queries` (query checks), :mod:`.remote` / :mod:`.backends` (an OpenAI-compatible server instead of
+local weights), :mod:`.search` with :mod:`.ranking` / :mod:`.presence` (library search), :mod:`.cli`;
+shared defaults in :mod:`.defaults`, exceptions in :mod:`.errors`.
 
 ``Marlin`` is imported lazily so that the pure modules load without torch.
 """
