@@ -51,7 +51,7 @@ bench: install
 bench-gpu: install
 	$(PY) bench/gpu.py $(if $(SMALL),--small)
 
-# The FiftyOne-facing tests against the oldest FiftyOne fiftyone.yml claims (1.14.0), the rest of .venv unchanged.
+# The FiftyOne-facing tests against FiftyOne 1.14.0 (the lowest the plugin loads on; not claimed in fiftyone.yml).
 FIFTYONE_MIN_TESTS := tests/test_caption_operator.py tests/test_find_operator.py tests/test_evaluate_operator.py \
   tests/test_resume.py tests/test_zoo_model.py tests/test_import_export_operators.py tests/test_packaging.py
 test-fiftyone-min: install
