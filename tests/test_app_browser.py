@@ -66,9 +66,9 @@ def close_panels(page) -> None:
         button = page.get_by_role("button", name=name, exact=True).first
         try:
             button.wait_for(state="visible", timeout=3000)
-        except Exception:  # noqa: BLE001 - this panel is not open
+            button.click(timeout=3000)
+        except Exception:  # noqa: BLE001 - this panel is not open, or closed itself meanwhile
             continue
-        button.click()
     page.get_by_role("dialog").first.wait_for(state="hidden")
 
 
