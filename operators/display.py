@@ -18,7 +18,6 @@ __all__ = [
     "show_marlin_labels",
     "declare_label_attributes",
     "app_colour_scheme",
-    "fill_time_ranges",
     "colour_fields",
 ]
 
@@ -48,25 +47,6 @@ def declare_label_attributes(dataset: fo.Dataset, field: str) -> None:
         dataset.add_dynamic_sample_fields(fields=wanted)
 
 
-def fill_time_ranges(view, field: str) -> None:
-    """Give each label of ``field`` with ``start_s``/``end_s`` and no ``time_range`` its readable span.
-
-    Each label is updated on its own (by id), so labels written meanwhile by another run are untouched.
-    """
-    path = f"{field}.detections"
-    if not view._root_dataset.has_sample_field(field):
-        return
-    rows = view.values(["id", f"{path}.id", f"{path}.start_s", f"{path}.end_s", f"{path}.time_range"])
-    values = []
-    for sample_id, label_ids, starts, ends, ranges in zip(*rows):
-        for label_id, start_s, end_s, current in zip(label_ids or [], starts or [], ends or [], ranges or []):
-            if current is None and start_s is not None and end_s is not None:
-                values.append({"sample_id": sample_id, "label_id": label_id,
-                               "value": time_range_text(start_s, end_s)})
-    if values:
-        view._root_dataset.set_label_values(f"{path}.time_range", values, dynamic=True)
-
-
 def colour_fields(dataset: fo.Dataset, *, predictions=(), ground_truth=()) -> None:
     """Colour predictions and ground truth apart in the App, keeping any colour the user chose."""
     scheme = dataset.app_config.color_scheme or fo.ColorScheme()
@@ -90,14 +70,16 @@ def _other_temporal_fields(dataset: fo.Dataset, ours: set[str]) -> list[str]:
 
 
 def show_marlin_labels(view, field: str) -> None:
-    """After a caption/find run: declare ``field``'s attributes, readable times, and colours.
+    """After a caption/find run: declare ``field``'s attributes and colour the fields apart.
+
+    Labels are only read here: readable times (``time_range``) are set when Marlin makes a label
+    (:mod:`.labels`), so a label someone else made never gains an attribute.
 
     Args:
         view: the samples the run wrote to.
         field: the ``TemporalDetections`` field the run wrote.
     """
     dataset = view._root_dataset
-    fill_time_ranges(view, field)
     declare_label_attributes(dataset, field)
     colour_fields(dataset, predictions=[field], ground_truth=_other_temporal_fields(dataset, {field}))
 

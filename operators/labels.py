@@ -10,9 +10,15 @@ import fiftyone as fo
 
 from marlin_core.sanitize import sanitize_events, sanitize_span
 
+from .display import time_range_text
+
 
 def _detection(from_s: float, to_s: float, metadata: fo.VideoMetadata, **attributes) -> fo.TemporalDetection:
-    """``[from_s, to_s]`` seconds → a detection whose support lies inside ``[1, total_frame_count]``."""
+    """``[from_s, to_s]`` seconds → a detection whose support lies inside ``[1, total_frame_count]``.
+
+    It also carries ``time_range`` (e.g. ``"12.0–15.5 s"``): the App shows frames, users think in seconds.
+    """
+    attributes.setdefault("time_range", time_range_text(from_s, to_s))
     detection = fo.TemporalDetection.from_timestamps([from_s, to_s], metadata=metadata, **attributes)
     first, last = detection.support
     total = metadata.total_frame_count or last
