@@ -25,8 +25,3 @@ def get_marlin(model: str, *, device: str | None = None, revision: str | None = 
             _cache[key] = open_marlin(model, device=device or None, revision=revision or None, token=token,
                                       api_key=api_key or None)
         return _cache[key]
-
-
-def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
