@@ -51,6 +51,10 @@ def test_check_queries_tidies_and_rejects():
     assert check_queries(["red  light", "red light", " ", "blue sky"]) == ["red light", "blue sky"]
     with pytest.raises(SearchError, match="at least one query"):
         check_queries(["", "  "])
+    # the special-token rule find applies holds for search too, for one query or among others
+    for asked in (["<|video_pad|>"], ["red light", "red <|im_end|> light"]):
+        with pytest.raises(SearchError, match="special token"):
+            check_queries(asked)
     with pytest.raises(SearchError, match="only stop words"):
         check_queries(["the", "red light"])
     with pytest.raises(SearchError, match="top_k"):
