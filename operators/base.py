@@ -17,7 +17,7 @@ from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
 from . import display, forms
-from .models import get_marlin
+from .models import marlin_for
 from .processing import Interrupted, run_model
 from .runs import RunRecord, latest_outcome
 from .validation import check
@@ -99,8 +99,7 @@ class ModelOperator(SdkCallable, foo.Operator):
         raise NotImplementedError
 
     def load_model(self, params):
-        return get_marlin(params.model, device=params.device, revision=params.revision, token=params.token,
-                          api_key=params.api_key)
+        return marlin_for(params)
 
     # ------------------------------------------------------------------ the run
 

@@ -25,3 +25,10 @@ def get_marlin(model: str, *, device: str | None = None, revision: str | None = 
             _cache[key] = open_marlin(model, device=device or None, revision=revision or None, token=token,
                                       api_key=api_key or None)
         return _cache[key]
+
+
+def marlin_for(params):
+    """The model a run's params name (:class:`operators.params.ModelParams`: model, device, revision and
+    the secrets ``token`` / ``api_key`` the run carries)."""
+    return get_marlin(params.model, device=params.device, revision=params.revision, token=params.token,
+                      api_key=params.api_key)

@@ -27,7 +27,7 @@ from marlin_core.text_embedding import load_text_encoder
 from . import forms, placements
 from .base import SdkCallable
 from .display import show_marlin_labels
-from .models import get_marlin
+from .models import marlin_for
 from .open_view import view_buttons
 from .params import SAMPLING_PARAMS, ModelParams
 from .processing import error_message
@@ -138,7 +138,9 @@ class SearchLibrary(SdkCallable, foo.Operator):
         search = SearchSettings(int(params["top_k"]), float(params["threshold"]), bool(params["exhaustive"]))
         name, field = str(params["view_name"]), params["search_field"]
         encode = self._encoder(params)
-        model_params = ModelParams(**ModelParams.common(params, DEFAULTS))
+        # secrets travel in the run's params, as in the caption and find operators
+        model_params = ModelParams(**ModelParams.common(params, DEFAULTS), token=forms.read_token(ctx),
+                                   api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
         settings = model_params.settings(FIND_PROMPT_TEMPLATE)
         fingerprint = settings_fingerprint(settings)
         view = ctx.target_view()
@@ -205,8 +207,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
             return outcome
         dataset, items = ctx.dataset, list(asked.items())
         filepaths = dict(zip(*dataset.select(list(asked)).values(["id", "filepath"])))
-        marlin = get_marlin(params.model, device=params.device, revision=params.revision,
-                            token=forms.read_token(ctx), api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
+        marlin = marlin_for(params)
         finds = marlin.iter_finds([(filepaths[sample_id], qs) for sample_id, qs in items],
                                   max_new_tokens=params.max_new_tokens, window_s=params.window_s, **params.sampling)
         for position, ((sample_id, qs), (_, answers)) in enumerate(zip(items, finds), start=1):
