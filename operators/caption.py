@@ -109,13 +109,10 @@ class CaptionVideos(ModelOperator):
 
         return marlin.iter_captions(
             [WorkItem(job.sample_id, job.filepath) for job in jobs],
-            batch_size=params.batch_size,
-            max_new_tokens=params.max_new_tokens,
             prompt=params.prompt,
-            window_s=params.window_s,
             window_progress=window_progress,
             window_store=window_store,
-            **params.sampling,
+            **params.engine_kwargs(),
         )
 
     def updates(self, sample, result, job, params: CaptionParams) -> dict:

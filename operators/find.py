@@ -164,12 +164,9 @@ class FindEvents(ModelOperator):
 
         return marlin.iter_finds(
             [WorkItem(job.sample_id, job.filepath, tuple(job.payload)) for job in jobs],
-            batch_size=params.batch_size,
-            max_new_tokens=params.max_new_tokens,
-            window_s=params.window_s,
             window_progress=window_progress,
             window_store=window_store,
-            **params.sampling,
+            **params.engine_kwargs(),
         )
 
     def updates(self, sample, answers, job, params: FindParams) -> dict:

@@ -57,6 +57,11 @@ class ModelParams:
             sampling={name: values[name] for name in SAMPLING_PARAMS if values.get(name) is not None},
         )
 
+    def engine_kwargs(self) -> dict:
+        """What the engine's iterators take from these params (batching, decoding, windows, sampling)."""
+        return dict(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, window_s=self.window_s,
+                    **self.sampling)
+
     def settings(self, prompt: str) -> dict:
         """The settings that determine the model's answer (recorded in the run, fingerprinted)."""
         return {

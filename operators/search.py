@@ -208,8 +208,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
         dataset, items = ctx.dataset, list(asked.items())
         filepaths = dict(zip(*dataset.select(list(asked)).values(["id", "filepath"])))
         marlin = marlin_for(params)
-        finds = marlin.iter_finds([(filepaths[sample_id], qs) for sample_id, qs in items],
-                                  max_new_tokens=params.max_new_tokens, window_s=params.window_s, **params.sampling)
+        finds = marlin.iter_finds([(filepaths[sample_id], qs) for sample_id, qs in items], **params.engine_kwargs())
         for position, ((sample_id, qs), (_, answers)) in enumerate(zip(items, finds), start=1):
             outcome["find_calls"] += len(qs)
             sample = dataset[sample_id]
