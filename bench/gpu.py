@@ -157,7 +157,7 @@ def run_child(name: str, model_dir: str, clips: list[str], find_video: str, sett
     import torch
 
     from marlin_core import Marlin
-    from marlin_core.generation import Generator
+    from marlin_core.engine.generation import Generator
 
     marlin = Marlin.from_pretrained(model_dir)
     meter = Meter(marlin.model)

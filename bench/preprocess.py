@@ -1,6 +1,6 @@
 """Benchmark: our video preprocessing against the reference path, and its peak memory on long videos.
 
-Why: ``marlin_core.video`` / ``marlin_core.inputs`` promise the reference's exact model inputs (qwen-vl-utils
+Why: ``marlin_core.video`` / ``marlin_core.engine.inputs`` promise the reference's exact model inputs (qwen-vl-utils
 ``process_vision_info`` + processor with ``do_resize=False``) at least 2x faster on HD video, with a peak
 memory that does not grow with video length. This prints the figures that back (or refute) that:
 
@@ -37,7 +37,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import torch  # noqa: E402
 from media import ffmpeg  # noqa: E402
 
-from marlin_core.inputs import prepare_inputs  # noqa: E402
+from marlin_core.engine.inputs import prepare_inputs  # noqa: E402
 from marlin_core.video import RESIZE_CHUNK_FRAMES, SamplingOptions, decode_threads, load_video, probe  # noqa: E402
 from marlin_core.video._sparse import sparse_stream  # noqa: E402
 from marlin_core.windows import plan_windows  # noqa: E402
@@ -152,7 +152,7 @@ def peak_rss_child(path: str, mode: str, processor_dir: str | None) -> None:
     if mode == "reference-load":
         from qwen_vl_utils import process_vision_info
 
-        from marlin_core.inputs import build_messages
+        from marlin_core.engine.inputs import build_messages
     baseline_mib = peak_rss_mib()
     started = time.perf_counter()
     for start_s, end_s in windows:

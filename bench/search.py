@@ -5,7 +5,7 @@
    content; pairs we could not call are left out) and deliberately absent queries, several sharing words
    with the captions (hard negatives). No real find answers exist for these queries offline (the model
    is gated and needs a GPU), so this part scores the caption evidence only
-   (:func:`~marlin_core.presence.caption_presence`); BM25 alone is printed as the baseline, and so is
+   (:func:`~marlin_core.search.presence.caption_presence`); BM25 alone is printed as the baseline, and so is
    the recall of the top-k candidates.
 2. The tiny trained checkpoint end to end: every video of a 12-video library asked every query (so the
    pairs the ranker would skip are scored too), all four pieces of the presence score; and the model
@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from marlin_core.caption_index import CaptionIndex, CaptionedEvent, CaptionedVideo  # noqa: E402
-from marlin_core.presence import DEFAULT_THRESHOLD, caption_presence, presence_score, roc_auc  # noqa: E402
-from marlin_core.ranking import select_candidates  # noqa: E402
-from marlin_core.text_relevance import tokenize  # noqa: E402
+from marlin_core.search.caption_index import CaptionIndex, CaptionedEvent, CaptionedVideo  # noqa: E402
+from marlin_core.search.presence import DEFAULT_THRESHOLD, caption_presence, presence_score, roc_auc  # noqa: E402
+from marlin_core.search.ranking import select_candidates  # noqa: E402
+from marlin_core.search.text_relevance import tokenize  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "marlin_real_outputs.json"
 CLIPS = ("bbb-1.mp4", "bbb-2.mp4", "bbb-3.mp4")
@@ -91,8 +91,8 @@ def real_captions_part(embeddings: bool) -> None:
     print(f"   ROC-AUC caption presence score (words):      {roc_auc(caption_scores, present):.3f}")
     print(f"   ROC-AUC BM25 score alone:                    {roc_auc(bm25_scores, present):.3f}")
     if embeddings:
-        from marlin_core.relevance import EmbeddingRelevance
-        from marlin_core.text_embedding import load_text_encoder
+        from marlin_core.search.relevance import EmbeddingRelevance
+        from marlin_core.search.text_embedding import load_text_encoder
 
         relevance = EmbeddingRelevance(index, load_text_encoder())
         embedded = [caption_presence(q, clip, index, relevance).score for q, clip, _ in pairs]
@@ -120,7 +120,7 @@ def tiny_model_part() -> None:
     from search_library import ABSENT, HARD_NEGATIVE, OTHER_CAPTIONS, PRESENT, make_library
 
     from marlin_core import Marlin
-    from marlin_core.search import LibraryVideo, SearchSettings, search_videos
+    from marlin_core.search.library import LibraryVideo, SearchSettings, search_videos
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))

@@ -22,7 +22,7 @@ import tiny_model  # noqa: E402
 from vllm_server import start_server  # noqa: E402
 
 from marlin_core import Marlin  # noqa: E402
-from marlin_core.remote import RemoteMarlin  # noqa: E402
+from marlin_core.serving.remote import RemoteMarlin  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The test suite's checkpoint cache (tests/conftest.py): reused when tiny_model.py and the clips are unchanged.

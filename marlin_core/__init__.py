@@ -1,12 +1,15 @@
 """marlin_core: Marlin-2B video understanding (caption + temporal grounding) without FiftyOne.
 
-Modules, one job each: :mod:`.contract` (prompts and parsers), :mod:`.sanitize` (clean times),
-:mod:`.video` (probe, sample, resize), :mod:`.inputs` (model inputs), :mod:`.engine` (``Marlin``, a façade
-over :mod:`.generation` and :mod:`.pipeline`), :mod:`.confidence`, :mod:`.windows` (long videos),
-:mod:`.kernels`, :mod:`.metrics`, :mod:`.annotations` / :mod:`.annotation_export` (formats in and out),
-:mod:`.queries` (query checks), :mod:`.remote` / :mod:`.backends` (an OpenAI-compatible server instead of
-local weights), :mod:`.search` with :mod:`.ranking` / :mod:`.presence` (library search), :mod:`.cli`;
-shared defaults in :mod:`.defaults`, exceptions in :mod:`.errors`.
+Layers, each importing only the ones below it (``tests/test_layers.py`` holds the table):
+
+- the foundation, one module per job: :mod:`.errors` (one exception root), :mod:`.defaults`,
+  :mod:`.contract` (prompts and their parsers), :mod:`.sanitize` (clean times), :mod:`.queries` (query
+  checks), :mod:`.metrics`, :mod:`.windows` (long videos), :mod:`.prefetch` (work ahead in a thread);
+- capabilities: :mod:`.video` (probe, sample, resize), :mod:`.formats` (annotation files in and out),
+  :mod:`.search` (library search over stored captions);
+- :mod:`.engine` (``Marlin``: weights in this process), then :mod:`.serving` (the same methods answered by
+  a vLLM server);
+- :mod:`.cli` on top.
 
 ``Marlin`` is imported lazily so that the pure modules load without torch.
 """

@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.duration_s = good[args.video]
 
     try:
-        from .backends import open_marlin
+        from .serving.backends import open_marlin
 
         with warnings.catch_warnings():
             # torch's notes about a checkpoint's pickle protocol would break the one-line promise

@@ -1,6 +1,6 @@
 """One home for the defaults every layer shares (library, CLI, FiftyOne operators), with the reason beside each.
 
-Import them from here; the older homes (``marlin_core.loading.DEFAULT_MODEL``,
+Import them from here; the older homes (``marlin_core.engine.loading.DEFAULT_MODEL``,
 ``marlin_core.windows.DEFAULT_WINDOW_S``, ...) re-export these same objects.
 """
 

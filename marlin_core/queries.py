@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from .errors import MarlinError
 
-__all__ = ["QueryError", "check_queries", "query_problem"]
+__all__ = ["QueryError", "check_queries", "parse_queries", "query_problem"]
 
 # Qwen's control tokens all look like this; the tokenizer's own list (added tokens such as ``<think>``)
 # is checked too when it is at hand.
@@ -22,6 +22,20 @@ SPECIAL_TOKEN_PATTERN = re.compile(r"<\|[^<>|]*\|>")
 
 class QueryError(MarlinError, ValueError):
     """A query that cannot be asked (empty, or spelling a special token)."""
+
+
+def parse_queries(value) -> list[str]:
+    """Queries from a list (or text with one query per line); whitespace tidied, blanks and duplicates dropped.
+
+    A plain string is text, never a sequence of one-letter queries.
+    """
+    items = value if isinstance(value, (list, tuple)) else str(value or "").splitlines()
+    queries = []
+    for item in items:
+        query = " ".join(str(item).split())
+        if query and query not in queries:
+            queries.append(query)
+    return queries
 
 
 def query_problem(query: str, special_tokens: Iterable[str] = ()) -> str | None:

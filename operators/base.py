@@ -16,12 +16,13 @@ import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
-from . import display, forms
-from .models import marlin_for
-from .processing import Interrupted, run_model
-from .runs import RunRecord, latest_outcome
-from .validation import check
-from .writes import ensure_fields
+from .adapters import display
+from .app import forms
+from .run.models import marlin_for
+from .run.processing import Interrupted, run_model
+from .run.runs import RunRecord, latest_outcome
+from .run.validation import check
+from .run.writes import ensure_fields
 
 
 class SdkCallable:

@@ -13,12 +13,13 @@ import fiftyone.operators.types as types
 
 from marlin_core.contract import CAPTION_PROMPT
 
-from . import forms, placements, scheduling
+from .app import forms, placements
+from .run import scheduling
 from .base import ModelOperator
-from .labels import caption_to_detections, is_marlin_label
-from .params import CaptionParams
-from .processing import UNTOUCHED, partial_field
-from .runs import settings_fingerprint
+from .adapters.labels import caption_to_detections, is_marlin_label
+from .run.params import CaptionParams
+from .run.processing import UNTOUCHED, partial_field
+from .run.runs import settings_fingerprint
 
 OPERATION = "caption"
 DEFAULTS = {

@@ -6,14 +6,14 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from . import forms
+from .app import forms
 from .base import SdkCallable
-from .evaluation import evaluate, format_summary
+from .adapters.evaluation import evaluate, format_summary
 from .open_view import view_buttons
-from .params import given
+from .run.params import given
 from .review import KINDS as REVIEW_KINDS
-from .runs import RunRecord
-from .validation import check
+from .run.runs import RunRecord
+from .run.validation import check
 
 DEFAULTS = {"pred_field": "marlin_events", "gt_field": "ground_truth", "mode": "events",
             "eval_key": "marlin_eval", "iou": 0.5}

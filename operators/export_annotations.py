@@ -3,7 +3,7 @@
 Any view, any ``TemporalDetections`` field (Marlin's events or find answers, or imported ground
 truth): each sample becomes one video (id = file name without extension), each detection one
 segment (label = sentence or query, its seconds as Marlin stored them, else its frames converted
-back). Formats: :data:`marlin_core.annotation_export.EXPORT_FORMATS`. Samples whose field is empty
+back). Formats: :data:`marlin_core.formats.annotation_export.EXPORT_FORMATS`. Samples whose field is empty
 (never processed) are left out; a processed video with no detection is written with no segment.
 """
 
@@ -15,10 +15,10 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from marlin_core.annotation_export import EXPORT_FORMATS, write_annotations
-from marlin_core.annotations import Segment, VideoAnnotation
+from marlin_core.formats.annotation_export import EXPORT_FORMATS, write_annotations
+from marlin_core.formats.annotations import Segment, VideoAnnotation
 
-from .labels import detection_span_s
+from .adapters.labels import detection_span_s
 
 FORMAT_LABELS = {
     "activitynet": "ActivityNet Captions JSON (dense captions; training, densevid_eval references)",

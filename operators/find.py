@@ -13,13 +13,15 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
+from marlin_core.queries import parse_queries
 
-from . import forms, placements, scheduling
+from .app import forms, placements
+from .run import scheduling
 from .base import ModelOperator
-from .labels import find_to_detection, is_marlin_label
-from .params import FindParams
-from .processing import UNTOUCHED, partial_field
-from .runs import settings_fingerprint
+from .adapters.labels import find_to_detection, is_marlin_label
+from .run.params import FindParams
+from .run.processing import UNTOUCHED, partial_field
+from .run.runs import settings_fingerprint
 
 OPERATION = "find"
 DEFAULTS = {
@@ -28,17 +30,6 @@ DEFAULTS = {
     "run_key": "marlin_find",
     "max_new_tokens": 64,
 }
-
-
-def parse_queries(value) -> list[str]:
-    """Queries from a list (or text with one query per line); whitespace tidied, blanks and duplicates dropped."""
-    items = value if isinstance(value, (list, tuple)) else str(value or "").splitlines()
-    queries = []
-    for item in items:
-        query = " ".join(str(item).split())
-        if query and query not in queries:
-            queries.append(query)
-    return queries
 
 
 def not_found_field(find_field: str) -> str:

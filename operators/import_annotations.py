@@ -1,6 +1,6 @@
 """``@marlin/marlin/import_annotations``: ground truth from ActivityNet Captions, Charades-STA or TimeLens-Bench.
 
-The file is parsed and validated completely first (:mod:`marlin_core.annotations`); a malformed file
+The file is parsed and validated completely first (:mod:`marlin_core.formats.annotations`); a malformed file
 imports nothing. Video ids are matched to samples by file name without extension (``v_abc.mp4`` ↔
 ``v_abc``). A field that already holds labels on a matched sample is replaced only with
 ``overwrite``; otherwise nothing is written and the result says why. All labels are computed before
@@ -15,9 +15,9 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from marlin_core.annotations import LOADERS, load_annotations, segments_past_duration
+from marlin_core.formats.annotations import LOADERS, load_annotations, segments_past_duration
 
-from .labels import segments_to_detections
+from .adapters.labels import segments_to_detections
 
 FORMAT_LABELS = {
     "activitynet": "ActivityNet Captions JSON",

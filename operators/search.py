@@ -17,22 +17,22 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from marlin_core.caption_index import CaptionIndex
+from marlin_core.search.caption_index import CaptionIndex
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
-from marlin_core.presence import DEFAULT_THRESHOLD
-from marlin_core.ranking import DEFAULT_TOP_K, queries_by_video, select_candidates
-from marlin_core.search import SearchError, SearchSettings, check_queries, score_answer, text_matching
-from marlin_core.text_embedding import load_text_encoder
+from marlin_core.search.presence import DEFAULT_THRESHOLD
+from marlin_core.search.ranking import DEFAULT_TOP_K, queries_by_video, select_candidates
+from marlin_core.search.library import SearchError, SearchSettings, check_queries, score_answer, text_matching
+from marlin_core.search.text_embedding import load_text_encoder
 
-from . import forms, placements
+from .app import forms, placements
 from .base import SdkCallable
-from .display import show_marlin_labels
-from .models import marlin_for
+from .adapters.display import show_marlin_labels
+from .run.models import marlin_for
 from .open_view import view_buttons
-from .params import SAMPLING_PARAMS, ModelParams
-from .processing import error_message
-from .runs import package_versions, settings_fingerprint
-from .search_labels import (OPERATION, MomentWriter, captioned_videos, declare_search_attributes,
+from .run.params import SAMPLING_PARAMS, ModelParams
+from .run.processing import error_message
+from .run.runs import package_versions, settings_fingerprint
+from .adapters.search_labels import (OPERATION, MomentWriter, captioned_videos, declare_search_attributes,
                             ranked_clips_view, remove_search)
 
 DEFAULTS = {

@@ -31,7 +31,7 @@ def main() -> int:
         return EXIT_USER_ERROR
 
     from marlin_core import MarlinError
-    from marlin_core.loading import resolve_local_files_only
+    from marlin_core.engine.loading import resolve_local_files_only
 
     print(f"[demo] checking model {args.model}")
     try:

@@ -12,7 +12,7 @@ from collections import Counter
 
 import fiftyone as fo
 
-from operators.runs import run_history
+from operators.run.runs import run_history
 from tiny_model import TRAINED_TARGETS
 
 CAPTION = "@marlin/marlin/caption"

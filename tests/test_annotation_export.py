@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from marlin_core.annotation_export import (
+from marlin_core.formats.annotation_export import (
     EXPORT_FORMATS,
     to_charades_sta,
     to_densevid_submission,
     to_timelens,
     write_annotations,
 )
-from marlin_core.annotations import (
+from marlin_core.formats.annotations import (
     Segment,
     VideoAnnotation,
     load_activitynet_captions,

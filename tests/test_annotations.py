@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from marlin_core.annotations import (
+from marlin_core.formats.annotations import (
     MAX_REPORTED_PROBLEMS,
     AnnotationFormatError,
     Segment,

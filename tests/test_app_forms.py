@@ -13,8 +13,8 @@ import fiftyone.operators as foo
 import pytest
 from fiftyone.operators.executor import ExecutionContext, ExecutionError
 
-from marlin_core.loading import DEFAULT_MODEL
-from operators.runs import latest_outcome
+from marlin_core.engine.loading import DEFAULT_MODEL
+from operators.run.runs import latest_outcome
 from tiny_model import TRAINED_TARGETS
 
 FIND = "@marlin/marlin/find"
@@ -137,7 +137,7 @@ def test_colour_scheme_separates_predictions_and_keeps_the_users_choice(red_data
 
 
 def test_long_runs_are_steered_to_schedule_with_the_estimate(red_dataset):
-    from operators.scheduling import SECONDS_PER_WINDOW
+    from operators.run.scheduling import SECONDS_PER_WINDOW
 
     params = dict(queries="red light", device="cpu")
     ctx = ExecutionContext(request_params=dict(dataset_name=red_dataset.name, params=params), operator_uri=FIND)

@@ -12,9 +12,9 @@ import fiftyone.operators as foo
 import pytest
 from fiftyone.operators.executor import ExecutionError
 
-from operators.labels import samples_with_foreign_labels
-from operators.runs import run_history
-from operators.validation import problems
+from operators.adapters.labels import samples_with_foreign_labels
+from operators.run.runs import run_history
+from operators.run.validation import problems
 
 CAPTION_CASES = [
     (dict(events_field="tags"), "events_field"),

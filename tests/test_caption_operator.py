@@ -8,7 +8,7 @@ import pytest
 from fiftyone.operators.delegated import DelegatedOperationService
 
 from marlin_core.contract import parse_caption
-from operators.runs import latest_outcome
+from operators.run.runs import latest_outcome
 from tiny_model import TRAINED_TARGETS
 
 CAPTION = "@marlin/marlin/caption"
@@ -182,7 +182,7 @@ def test_incomplete_or_stale_metadata_is_recomputed(dataset, trained_model_dir, 
 
 
 def test_failed_run_keeps_the_record_of_the_labels(dataset, trained_model_dir, color_videos, tmp_path):
-    from operators.runs import run_history
+    from operators.run.runs import run_history
 
     ids = add_videos(dataset, [color_videos["red"], color_videos["blue"]])
     run(dataset, trained_model_dir)

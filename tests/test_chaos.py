@@ -24,13 +24,13 @@ CLIPS = 6
 
 
 def _run_registered(dataset, pid):
-    from operators.runs import _records
+    from operators.run.runs import _records
 
     return lambda: _records().count_documents({"dataset_id": dataset._doc.id, "pid": pid}) > 0
 
 
 def _model_recorded(dataset, pid):
-    from operators.runs import _records
+    from operators.run.runs import _records
 
     return lambda: _records().count_documents({"dataset_id": dataset._doc.id, "pid": pid,
                                                "model": {"$exists": True}}) > 0

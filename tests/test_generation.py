@@ -1,4 +1,4 @@
-"""marlin_core.generation / pipeline / kernels: the engine's tokens are plain ``generate``'s, confidences come
+"""marlin_core.engine.generation / pipeline / kernels: the engine's tokens are plain ``generate``'s, confidences come
 from the raw logits without storing them, keyed work, the automatic batch size and the kernel report."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import torch
 
 from marlin_core import Marlin, WorkItem
 from marlin_core.contract import CAPTION_PROMPT, find_prompt
-from marlin_core.generation import GenerationSettings
-from marlin_core.kernels import TORCH_FALLBACK, kernel_report
-from marlin_core.pipeline import AUTO_MAX_BATCH, PEAK_BYTES_PER_TOKEN, _fixed_batch_size, auto_batch_size
+from marlin_core.engine.generation import GenerationSettings
+from marlin_core.engine.kernels import TORCH_FALLBACK, kernel_report
+from marlin_core.engine.pipeline import AUTO_MAX_BATCH, PEAK_BYTES_PER_TOKEN, _fixed_batch_size, auto_batch_size
 
 NEW_TOKENS = 40
 GIB = 1024**3

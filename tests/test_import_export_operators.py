@@ -14,7 +14,7 @@ import fiftyone.operators as foo
 import pytest
 from fiftyone.operators.executor import ExecutionError
 
-from marlin_core.annotations import load_timelens
+from marlin_core.formats.annotations import load_timelens
 from media import make_video
 
 IMPORT = "@marlin/marlin/import_annotations"
@@ -105,7 +105,7 @@ def test_empty_path_is_one_clear_line(dataset, ten_second_videos, path):
     message = str(caught.value)
     assert "Enter the path of the annotation file" in message and "\n" not in message.strip()
     assert "IsADirectoryError" not in message
-    from marlin_core.annotations import AnnotationFormatError
+    from marlin_core.formats.annotations import AnnotationFormatError
     from operators.import_annotations import import_annotations
 
     with pytest.raises(AnnotationFormatError) as direct:  # the SDK function, past the form

@@ -1,4 +1,4 @@
-"""marlin_core.inputs: model inputs equal to the reference path's, the recorded shapes, timestamps and batching.
+"""marlin_core.engine.inputs: model inputs equal to the reference path's, the recorded shapes, timestamps and batching.
 
 The reference is ``tiny_model.reference_inputs``: qwen-vl-utils' ``process_vision_info`` then the processor with
 ``do_resize=False``, the path Marlin's recorded outputs were made with. The processor is the tiny checkpoint's
@@ -15,7 +15,7 @@ import tiny_model
 from qwen_vl_utils import process_vision_info
 from media import make_clip
 
-from marlin_core.inputs import (
+from marlin_core.engine.inputs import (
     build_messages,
     chat_text,
     collate_inputs,

@@ -125,7 +125,7 @@ def test_find_batch_windows_like_find(trained_marlin, five_minute_video, color_v
 def test_operator_uses_and_clears_stored_windows(dataset, trained_model_dir, five_minute_video):
     import fiftyone as fo
     import fiftyone.operators as foo
-    from operators.processing import SampleWindowStore
+    from operators.run.processing import SampleWindowStore
 
     sample = fo.Sample(filepath=str(five_minute_video))
     dataset.add_sample(sample)

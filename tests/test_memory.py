@@ -30,7 +30,7 @@ CHILD = r"""
 import json, re, sys, types
 import torch
 from transformers import AutoTokenizer, BatchFeature, Qwen3_5ForCausalLM, Qwen3_5TextConfig
-from marlin_core.generation import Generator, GenerationSettings
+from marlin_core.engine.generation import Generator, GenerationSettings
 
 torch.manual_seed(0)
 config = Qwen3_5TextConfig(vocab_size=%(vocab)d, hidden_size=32, intermediate_size=64, num_hidden_layers=4,

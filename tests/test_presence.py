@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from marlin_core.caption_index import CaptionIndex, CaptionedEvent, CaptionedVideo
-from marlin_core.presence import DEFAULT_THRESHOLD, WEIGHTS, caption_presence, presence_score, roc_auc
+from marlin_core.search.caption_index import CaptionIndex, CaptionedEvent, CaptionedVideo
+from marlin_core.search.presence import DEFAULT_THRESHOLD, WEIGHTS, caption_presence, presence_score, roc_auc
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import fiftyone.operators as foo
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionResult, execute_or_delegate_operator
 
-from operators.runs import run_history
+from operators.run.runs import run_history
 from zygote import wait_until
 
 CAPTION = "@marlin/marlin/caption"

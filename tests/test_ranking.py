@@ -11,9 +11,9 @@ import json
 import pytest
 
 from conftest import TESTS
-from marlin_core.caption_index import CaptionIndex, CaptionedVideo
-from marlin_core.ranking import Bm25Ranker, EmbeddingRanker, queries_by_video, select_candidates
-from marlin_core.text_relevance import LibraryTerms, stem, tokenize
+from marlin_core.search.caption_index import CaptionIndex, CaptionedVideo
+from marlin_core.search.ranking import Bm25Ranker, EmbeddingRanker, queries_by_video, select_candidates
+from marlin_core.search.text_relevance import LibraryTerms, stem, tokenize
 
 
 @pytest.fixture(scope="module")

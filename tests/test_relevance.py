@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from marlin_core.caption_index import CaptionIndex, CaptionedEvent, CaptionedVideo
-from marlin_core.presence import caption_presence
-from marlin_core.relevance import EmbeddingRelevance, LexicalRelevance
-from marlin_core.text_embedding import load_text_encoder
-from marlin_core.text_relevance import tokenize
+from marlin_core.search.caption_index import CaptionIndex, CaptionedEvent, CaptionedVideo
+from marlin_core.search.presence import caption_presence
+from marlin_core.search.relevance import EmbeddingRelevance, LexicalRelevance
+from marlin_core.search.text_embedding import load_text_encoder
+from marlin_core.search.text_relevance import tokenize
 
 RABBIT = CaptionedVideo("rabbit", "A sunlit field of tall grass.", (
     CaptionedEvent(0.0, 3.0, "A white title screen displays introductory text."),

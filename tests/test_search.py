@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from marlin_core.caption_index import CaptionedEvent, CaptionedVideo
-from marlin_core.search import LibraryVideo, SearchError, SearchSettings, check_queries, search_videos
+from marlin_core.search.caption_index import CaptionedEvent, CaptionedVideo
+from marlin_core.search.library import LibraryVideo, SearchError, SearchSettings, check_queries, search_videos
 from search_library import ABSENT, COPIES, HARD_NEGATIVE, OTHER_CAPTIONS, PRESENT, counting_generate, make_library
 
 

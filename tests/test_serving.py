@@ -16,8 +16,8 @@ import fiftyone.operators as foo
 import pytest
 
 from marlin_core.errors import MarlinError
-from marlin_core.openai_http import RetryPolicy, ServerUnavailableError, parse_server_model
-from marlin_core.remote import RemoteMarlin
+from marlin_core.serving.openai_http import RetryPolicy, ServerUnavailableError, parse_server_model
+from marlin_core.serving.remote import RemoteMarlin
 from tiny_model import TRAINED_TARGETS, make_color_video
 from vllm_server import REPO, free_port
 

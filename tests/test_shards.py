@@ -24,7 +24,7 @@ from bson import ObjectId
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionRunState
 
-from operators.shards import queue_shards, shard_ids, shard_outcome
+from operators.run.shards import queue_shards, shard_ids, shard_outcome
 from tiny_model import TRAINED_TARGETS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -82,7 +82,7 @@ def resolve_input(model_name: str, ctx):
 
 def parse_parameters(model_name: str, ctx, params: dict) -> None:
     """Tidy the form's values in place: queries deduplicated, unset numbers dropped (defaults apply)."""
-    from ..operators.find import parse_queries
+    from marlin_core.queries import parse_queries
 
     if "queries" in params:
         params["queries"] = parse_queries(params["queries"])

@@ -1,7 +1,7 @@
 """Marlin as a FiftyOne zoo model: ``dataset.apply_model(model, label_field=...)`` writes the operators' labels.
 
 A ``fom.Model`` + ``fom.SamplesMixin`` over the same engine and the same label conversion
-(:mod:`operators.labels`) as the ``caption`` and ``find`` operators, with the same settings
+(:mod:`operators.adapters.labels`) as the ``caption`` and ``find`` operators, with the same settings
 fingerprint, so the labels are identical and a later operator run skips samples this model did.
 
 FiftyOne 1.22's ``apply_model`` calls a video model's ``predict`` once per sample, with an open
@@ -24,12 +24,12 @@ from marlin_core.windows import DEFAULT_WINDOW_S
 
 from ..operators.caption import DEFAULTS as CAPTION_DEFAULTS
 from ..operators.find import DEFAULTS as FIND_DEFAULTS
-from ..operators.find import parse_queries
-from ..operators.labels import caption_to_detections, find_answers_to_detections
-from ..operators.models import get_marlin
-from ..operators.params import ModelParams
-from ..operators.processing import checked_metadata
-from ..operators.runs import settings_fingerprint
+from marlin_core.queries import parse_queries
+from ..operators.adapters.labels import caption_to_detections, find_answers_to_detections
+from ..operators.run.models import get_marlin
+from ..operators.run.params import ModelParams
+from ..operators.run.processing import checked_metadata
+from ..operators.run.runs import settings_fingerprint
 
 __all__ = ["OPERATIONS", "OUTPUTS", "MarlinModelSettings", "MarlinVideoModel"]
 

@@ -15,8 +15,8 @@ from fiftyone import ViewField as F
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from marlin_core.caption_index import CaptionedEvent, CaptionedVideo
-from marlin_core.search import Moment
+from marlin_core.search.caption_index import CaptionedEvent, CaptionedVideo
+from marlin_core.search.library import Moment
 
 from .labels import detection_span_s, find_to_detection
 

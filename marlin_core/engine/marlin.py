@@ -1,12 +1,12 @@
 """The inference engine: ``Marlin.caption`` / ``Marlin.find`` with the reference API, and faster variants.
 
-``Marlin`` is a façade: :mod:`marlin_core.generation` runs ``generate`` (greedy tokens equal a plain
-``generate`` on the same inputs; confidence recorded on the fly), :mod:`marlin_core.pipeline` runs requests
+``Marlin`` is a façade: :mod:`marlin_core.engine.generation` runs ``generate`` (greedy tokens equal a plain
+``generate`` on the same inputs; confidence recorded on the fly), :mod:`marlin_core.engine.pipeline` runs requests
 over videos (windows for long ones, decoding ahead, batches, one result or error per item). Every answer
 is a real ``generate`` followed by the contract's parser, so the result dicts have the reference helpers'
 shapes, plus a ``confidence`` per time range and a ``truncated`` flag.
 
-Keyword settings, the same for every method (see :meth:`marlin_core.pipeline.Request.build`):
+Keyword settings, the same for every method (see :meth:`marlin_core.engine.pipeline.Request.build`):
 ``max_new_tokens`` (2048 caption / 64 find), ``prompt``, ``do_sample``, ``temperature``, ``top_p``,
 ``window_s`` (120 s; None: never window) and the video sampling options (``fps``, ``max_pixels``,
 ``video_start``, ``video_end``, ...).
@@ -39,14 +39,14 @@ from typing import Any
 
 import torch
 
-from .defaults import DEFAULT_MODEL
+from ..defaults import DEFAULT_MODEL
 from .generation import Generator
 from .inputs import prepare_inputs
 from .kernels import kernel_report
 from .loading import load_model_and_processor
 from .pipeline import CAPTION, FIND, Pipeline, Request, WorkItem
-from .video import SampledVideo
-from .windows import WindowStore
+from ..video import SampledVideo
+from ..windows import WindowStore
 
 __all__ = ["Marlin", "WorkItem"]
 
@@ -64,8 +64,8 @@ class Marlin:
         processor: the matching ``AutoProcessor``.
         name_or_path: where the weights came from (hub id or folder).
         revision: the requested hub revision, if any.
-        generator: runs ``generate`` (:class:`marlin_core.generation.Generator`).
-        pipeline: runs requests over videos (:class:`marlin_core.pipeline.Pipeline`).
+        generator: runs ``generate`` (:class:`marlin_core.engine.generation.Generator`).
+        pipeline: runs requests over videos (:class:`marlin_core.engine.pipeline.Pipeline`).
     """
 
     def __init__(self, model, processor, *, name_or_path: str | None = None, revision: str | None = None):
@@ -97,7 +97,7 @@ class Marlin:
         return self.generator.device
 
     def kernels(self) -> dict[str, str]:
-        """Which implementation runs each hot spot (see :func:`marlin_core.kernels.kernel_report`)."""
+        """Which implementation runs each hot spot (see :func:`marlin_core.engine.kernels.kernel_report`)."""
         return kernel_report(self.model)
 
     def prepare(self, video: VideoLike, prompt: str, **options):
@@ -141,7 +141,7 @@ class Marlin:
         """``find`` for several queries on one video, decoding the video and encoding it once.
 
         The key/value cache of the prompt prefix shared by all queries is computed once and copied for
-        each query (:meth:`marlin_core.generation.Generator.generate_queries`); results equal independent
+        each query (:meth:`marlin_core.engine.generation.Generator.generate_queries`); results equal independent
         ``find`` calls (tested). ``prompt`` is a template with ``{query}``.
         """
         item = WorkItem(video, video, tuple(events))
@@ -172,7 +172,7 @@ class Marlin:
         Args:
             videos: paths (the key is the path as given) or :class:`WorkItem` s (the key is theirs).
             batch_size: videos per ``generate`` call; None/``"auto"``: 1 on the CPU, picked from free GPU
-                memory on CUDA (:func:`marlin_core.pipeline.auto_batch_size`).
+                memory on CUDA (:func:`marlin_core.engine.pipeline.auto_batch_size`).
             prefetch_depth: videos decoded ahead (None: none on the CPU, a batch on an accelerator).
             window_progress: ``(key, windows done, windows)`` after each window of a long video.
             window_store: ``key -> WindowStore`` keeping finished windows for a resumed run.

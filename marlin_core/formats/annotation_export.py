@@ -1,20 +1,20 @@
 """Temporal annotations (or Marlin's answers) written in the formats the field's tools read.
 
-Every writer takes ``{video_id: VideoAnnotation}`` (:mod:`marlin_core.annotations`), so ground
+Every writer takes ``{video_id: VideoAnnotation}`` (:mod:`marlin_core.formats.annotations`), so ground
 truth read from one format can be written in another, and predictions become files the published
 evaluators and training scripts take as they are:
 
 - ``activitynet``: ActivityNet Captions ground-truth JSON ``{vid: {"duration", "timestamps",
   "sentences"}}`` (training sets, densevid_eval's ``--references``); read back by
-  :func:`~marlin_core.annotations.load_activitynet_captions`.
+  :func:`~marlin_core.formats.annotations.load_activitynet_captions`.
 - ``densevid``: densevid_eval's submission ``{"version": "VERSION 1.0", "results": {vid:
   [{"sentence", "timestamp": [start_s, end_s]}]}, "external_data": {"used", "details"}}``
   (ranjaykrishna/densevid_eval ``evaluate.py`` requires all three keys; ``sample_submission.json``).
 - ``timelens``: TimeLens-Bench JSON ``{vid: {"duration", "spans", "queries"}}`` (grounding: one span
-  per query); read back by :func:`~marlin_core.annotations.load_timelens`.
+  per query); read back by :func:`~marlin_core.formats.annotations.load_timelens`.
 - ``charades``: Charades-STA text, ``vid start_s end_s##sentence`` per line (times in Python's
   shortest exact form, ``24.3``, as the published files write them); read back by
-  :func:`~marlin_core.annotations.load_charades_sta`.
+  :func:`~marlin_core.formats.annotations.load_charades_sta`.
 
 Times are seconds, written as given: no clipping, no rounding, so a file reads back identical.
 """
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 
-from marlin_core.annotations import CHARADES_SEPARATOR, VideoAnnotation
+from marlin_core.formats.annotations import CHARADES_SEPARATOR, VideoAnnotation
 
 __all__ = ["EXPORT_FORMATS", "to_activitynet", "to_charades_sta", "to_densevid_submission", "to_timelens",
            "write_annotations"]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import BatchFeature
 
-from .video import SampledVideo, SamplingOptions, load_video
+from ..video import SampledVideo, SamplingOptions, load_video
 
 __all__ = [
     "TIMESTAMPS_VIDEO",

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .errors import MarlinError
+from ..errors import MarlinError
 
 __all__ = [
     "SERVER_SCHEMES",

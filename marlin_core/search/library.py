@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .caption_index import CaptionIndex, CaptionedVideo
-from .errors import MarlinError
+from ..errors import MarlinError
 from .presence import DEFAULT_THRESHOLD, PresenceScore, presence_score
-from .queries import query_problem
+from ..queries import query_problem
 from .ranking import (DEFAULT_TOP_K, Bm25Ranker, Candidate, EmbeddingRanker, Ranker, queries_by_video,
                       select_candidates)
 from .relevance import EmbeddingRelevance, LexicalRelevance, TextRelevance

@@ -11,7 +11,7 @@ paragraph and event descriptions):
 
 Words are lower-cased, stop words dropped and common English suffixes stripped (a light stemmer:
 "looks", "looked", "looking" -> "look"); synonyms ("bunny" / "rabbit") are not matched — configure an
-embedding ranker (:mod:`marlin_core.ranking`) for that.
+embedding ranker (:mod:`marlin_core.search.ranking`) for that.
 """
 
 from __future__ import annotations

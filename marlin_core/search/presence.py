@@ -5,12 +5,12 @@ its time-token confidence measures how sure it is of the numbers, not of the eve
 therefore combines four pieces of evidence, each in ``[0, 1]``:
 
 * ``events`` — text relevance of the captioned events that overlap the found span: the best among
-  them (:mod:`marlin_core.relevance`: by default the idf-weighted share of the query's words the event
+  them (:mod:`marlin_core.search.relevance`: by default the idf-weighted share of the query's words the event
   uses; or embedding similarity);
 * ``scene`` — the same relevance for the video's Scene paragraph (not localised, so weighted less);
 * ``agreement`` — does the span sit where the captions put a matching event:
   ``max over events e of relevance(e) * tIoU(span, e)``;
-* ``confidence`` — the time-token confidence of the find answer (:mod:`marlin_core.confidence`).
+* ``confidence`` — the time-token confidence of the find answer (:mod:`marlin_core.engine.confidence`).
 
 ``presence = sum(w_i * x_i) / sum(w_i)`` over the pieces that exist, with
 ``w = {events: 0.45, scene: 0.15, agreement: 0.15, confidence: 0.25}``. A piece without evidence to
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .caption_index import CaptionIndex
-from .metrics import temporal_iou
+from ..metrics import temporal_iou
 from .relevance import LexicalRelevance, TextRelevance
 
 __all__ = ["DEFAULT_THRESHOLD", "PresenceScore", "WEIGHTS", "caption_presence", "presence_score", "roc_auc"]

@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from .defaults import DEFAULT_MODEL
-from .errors import ModelLoadError, error_summary
+from ..defaults import DEFAULT_MODEL
+from ..errors import ModelLoadError, error_summary
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -19,7 +19,7 @@ def get_marlin(model: str, *, device: str | None = None, revision: str | None = 
     key = (model, device or None, revision or None, api_key or None)
     with _lock:
         if key not in _cache:
-            from marlin_core.backends import open_marlin
+            from marlin_core.serving.backends import open_marlin
 
             _cache.clear()
             _cache[key] = open_marlin(model, device=device or None, revision=revision or None, token=token,
@@ -28,7 +28,7 @@ def get_marlin(model: str, *, device: str | None = None, revision: str | None = 
 
 
 def marlin_for(params):
-    """The model a run's params name (:class:`operators.params.ModelParams`: model, device, revision and
+    """The model a run's params name (:class:`operators.run.params.ModelParams`: model, device, revision and
     the secrets ``token`` / ``api_key`` the run carries)."""
     return get_marlin(params.model, device=params.device, revision=params.revision, token=params.token,
                       api_key=params.api_key)

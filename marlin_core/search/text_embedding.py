@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import MarlinError
+from ..errors import MarlinError
 
 __all__ = ["BUNDLED_MODEL_PACKAGE", "bundled_model_dir", "load_text_encoder"]
 

@@ -3,10 +3,10 @@
 Same public methods and result dicts as :class:`marlin_core.engine.Marlin` (``caption``, ``find``,
 ``find_many``, ``caption_batch``, ``find_batch``, ``iter_captions``, ``iter_finds``), so the CLI and
 the operators use either one. What stays identical: the prompts (:mod:`marlin_core.contract`), the
-frames (sampled and resized here the reference way, see :mod:`marlin_core.chat_request`), parsing,
+frames (sampled and resized here the reference way, see :mod:`marlin_core.serving.chat_request`), parsing,
 confidence from the returned log-probs, and windows for long videos. What differs: up to
 ``max_concurrent`` requests are in flight at once (videos decode here while the server works), and
-transient server failures are retried with backoff (:mod:`marlin_core.openai_http`).
+transient server failures are retried with backoff (:mod:`marlin_core.serving.openai_http`).
 
 Start a server that accepts the frames' timing and keeps them unresized (README "Scaling out")::
 
@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from . import chat_request
-from .contract import CAPTION_PROMPT, find_prompt
-from .defaults import CAPTION_MAX_NEW_TOKENS, DEFAULT_WINDOW_S, FIND_MAX_NEW_TOKENS
-from .errors import MarlinError
+from ..contract import CAPTION_PROMPT, find_prompt
+from ..defaults import CAPTION_MAX_NEW_TOKENS, DEFAULT_WINDOW_S, FIND_MAX_NEW_TOKENS
+from ..errors import MarlinError
 from .openai_http import (DEFAULT_TIMEOUT_S, RetryPolicy, ServerEndpoint, get_json,
                           parse_server_model, post_json)
-from .pipeline import WorkItem
-from .video import SampledVideo, SamplingOptions, load_video, video_info
-from .windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
+from ..engine.pipeline import WorkItem
+from ..video import SampledVideo, SamplingOptions, load_video, video_info
+from ..windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
 
 __all__ = ["RemoteMarlin", "ServerSettings"]
 

@@ -12,10 +12,10 @@ import math
 
 import fiftyone as fo
 
-from marlin_core.queries import query_problem
-
-from .evaluation import foreign_copy_fields
+from marlin_core.queries import parse_queries, query_problem
 from marlin_core.windows import DEFAULT_OVERLAP_S
+
+from ..adapters.evaluation import foreign_copy_fields
 
 __all__ = ["RESERVED_FIELDS", "check", "problems"]
 
@@ -144,8 +144,6 @@ def _model_problems(values: dict) -> dict[str, str]:
 
 
 def _query_problems(values: dict) -> dict[str, str]:
-    from .find import parse_queries  # find imports base, which imports this module
-
     queries = parse_queries(values.get("queries"))
     if not queries:
         return {"queries": "enter at least one query"}

@@ -1,11 +1,11 @@
 """``generate`` on prepared inputs: decoding settings, end of answer, per-token log-probs, the shared video prefix.
 
-Everything here works on model inputs (``BatchFeature`` s from :mod:`marlin_core.inputs`); videos, windows and
-batching live in :mod:`marlin_core.pipeline`. Answers are turned into the reference result dicts by
+Everything here works on model inputs (``BatchFeature`` s from :mod:`marlin_core.engine.inputs`); videos, windows and
+batching live in :mod:`marlin_core.engine.pipeline`. Answers are turned into the reference result dicts by
 :func:`caption_answer` / :func:`find_answer` (the contract's parsers plus a confidence per time range).
 
 Greedy answers are the tokens of a plain ``model.generate(**inputs, max_new_tokens=N, do_sample=False)`` on
-the same inputs: the only thing added to the call is :class:`~marlin_core.confidence.ChosenTokenLogprobs`,
+the same inputs: the only thing added to the call is :class:`~marlin_core.engine.confidence.ChosenTokenLogprobs`,
 which returns the scores it is given unchanged (tested on the tiny checkpoint in float32 and bfloat16).
 """
 
@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from . import confidence as conf
-from .contract import parse_caption, parse_find
+from ..contract import parse_caption, parse_find
 from .inputs import chat_text
 
 __all__ = ["Generation", "GenerationSettings", "Generator", "caption_answer", "find_answer"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from marlin_core.loading import DEFAULT_MODEL
+from marlin_core.engine.loading import DEFAULT_MODEL
 from marlin_core.windows import DEFAULT_WINDOW_S
 
 __all__ = ["CaptionParams", "FindParams", "ModelParams", "SAMPLING_PARAMS", "given"]

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from . import confidence as conf
-from .contract import parse_caption, parse_find
-from .inputs import TIMESTAMPS_VIDEO, video_metadata
-from .video import SampledVideo
+from ..engine import confidence as conf
+from ..contract import parse_caption, parse_find
+from ..engine.inputs import TIMESTAMPS_VIDEO, video_metadata
+from ..video import SampledVideo
 
 __all__ = ["FRAME_FORMATS", "ServerAnswer", "VideoPart", "caption_result", "chat_body", "find_result",
            "parse_answer", "video_part"]
@@ -67,7 +67,7 @@ def video_part(sampled: SampledVideo, timestamps: str = TIMESTAMPS_VIDEO, frame_
 
     Args:
         sampled: frames already sampled and resized the reference way.
-        timestamps: ``"video"`` or ``"window"`` (see :func:`marlin_core.inputs.video_metadata`).
+        timestamps: ``"video"`` or ``"window"`` (see :func:`marlin_core.engine.inputs.video_metadata`).
         frame_format: ``"png"`` (lossless) or ``"jpeg"``.
     """
     if frame_format not in FRAME_FORMATS:

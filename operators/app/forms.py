@@ -14,10 +14,10 @@ import os
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from marlin_core.loading import DEFAULT_MODEL
+from marlin_core.engine.loading import DEFAULT_MODEL
 from marlin_core.windows import DEFAULT_WINDOW_S
 
-from . import scheduling, validation
+from ..run import scheduling, validation
 
 ADVANCED = "advanced"
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")

@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from transformers import BatchFeature
 
-from .contract import CAPTION_PROMPT, find_prompt
-from .defaults import CAPTION_MAX_NEW_TOKENS, DEFAULT_WINDOW_S, FIND_MAX_NEW_TOKENS
+from ..contract import CAPTION_PROMPT, find_prompt
+from ..defaults import CAPTION_MAX_NEW_TOKENS, DEFAULT_WINDOW_S, FIND_MAX_NEW_TOKENS
 from .generation import GenerationSettings, Generator, caption_answer, find_answer
 from .inputs import TIMESTAMPS_VIDEO, TIMESTAMPS_WINDOW, collate_inputs, prepare_inputs
-from .prefetch import prefetch
-from .video import SampledVideo, SamplingOptions, load_video, video_info
-from .windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
+from ..prefetch import prefetch
+from ..video import SampledVideo, SamplingOptions, load_video, video_info
+from ..windows import WindowStore, merge_window_captions, merge_window_finds, plan_windows
 
 __all__ = [
     "AUTO_MAX_BATCH",

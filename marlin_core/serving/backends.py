@@ -30,6 +30,6 @@ def open_marlin(model: str, *, device: str | None = None, revision: str | None =
 
         settings = {} if max_concurrent is None else {"max_concurrent": max_concurrent}
         return RemoteMarlin.from_url(model, api_key=api_key or os.environ.get(API_KEY_ENV) or None, **settings)
-    from .engine import Marlin
+    from ..engine.marlin import Marlin
 
     return Marlin.from_pretrained(model, device=device, revision=revision, token=token)

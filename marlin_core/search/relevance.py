@@ -1,6 +1,6 @@
 """How relevant a video's caption texts are to a query, in ``[0, 1]``: lexical or by embeddings.
 
-The presence score (:mod:`marlin_core.presence`) asks for the relevance of each captioned event and of
+The presence score (:mod:`marlin_core.search.presence`) asks for the relevance of each captioned event and of
 the Scene paragraph. :class:`LexicalRelevance` (default, no model) is the idf-weighted share of the
 query's words the text uses; :class:`EmbeddingRelevance` is the cosine similarity of text embeddings
 mapped linearly from ``[floor, ceiling]`` to ``[0, 1]``, so "a bunny looks around" matches "a rabbit
@@ -59,7 +59,7 @@ class EmbeddingRelevance:
 
     Args:
         index: the captioned library.
-        encode: texts -> one vector per text (e.g. :func:`marlin_core.text_embedding.load_text_encoder`).
+        encode: texts -> one vector per text (e.g. :func:`marlin_core.search.text_embedding.load_text_encoder`).
     """
 
     def __init__(self, index: CaptionIndex, encode: Callable[[list[str]], Sequence[Sequence[float]]],
