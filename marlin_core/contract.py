@@ -65,6 +65,10 @@ _SPAN = re.compile(
     rf"\bfrom\s+(?P<start>{_NUMBER})\s*(?:{_UNIT})?\s*to\s+(?P<end>{_NUMBER})\s*(?:{_UNIT})?",
     re.IGNORECASE,
 )
+# The caption's range form in a find answer: ``<5.0 - 7.5>`` anywhere, or ``5.0 - 7.5`` as the whole answer
+# (a bare dash pair inside a sentence, "3-4 people", is not read as a span).
+_DASH_SPAN_BRACKETED = re.compile(rf"<\s*{_RANGE}\s*>", re.IGNORECASE)
+_DASH_SPAN_ALONE = re.compile(rf"^\s*{_RANGE}\s*\.?\s*$", re.IGNORECASE)
 
 # Thinking: Marlin's responses start with a bare ``<think>`` (training artifact), and may carry a
 # whole ``<think>...</think>`` block or a stray ``</think>``; the reference strips all three.
@@ -244,8 +248,9 @@ def parse_find(text: str) -> FindResult:
     """Parse a find answer into a time span.
 
     The first ``From <start> to <end>`` anywhere in the answer counts (case, spaces, ``s``/``sec``
-    units and thinking tags tolerated). The span is returned as written, even reversed or beyond
-    the video: :func:`marlin_core.sanitize.sanitize_span` fixes it.
+    units and thinking tags tolerated). Without one, the caption's range form is read: ``<5.0 - 7.5>``
+    anywhere, or ``5.0 - 7.5`` as the whole answer (``format_ok`` is then False). The span is returned as
+    written, even reversed or beyond the video: :func:`marlin_core.sanitize.sanitize_span` fixes it.
 
     Args:
         text: the decoded generation (special tokens skipped).
@@ -260,7 +265,7 @@ def parse_find(text: str) -> FindResult:
     """
     _require_str(text, "parse_find")
     answer = strip_thinking(text)
-    match = _SPAN.search(answer)
+    match = _SPAN.search(answer) or _DASH_SPAN_BRACKETED.search(answer) or _DASH_SPAN_ALONE.match(answer)
     span = (float(match["start"]), float(match["end"])) if match else None
     format_ok = span is not None and answer == format_find(*span)
     return FindResult(raw=text, span=span, format_ok=format_ok)

@@ -302,7 +302,12 @@ FIND_TABLE = [
     ("zero length kept as written", "From 4.0 to 4.0.", (4.0, 4.0), True),
     ("cut off after to", "From 3.0 to", None, False),
     ("no span", "The event does not occur.", None, False),
-    ("dash pair is not the trained format", "3.0 - 4.0", None, False),
+    ("caption's dash form alone", "3.0 - 4.0", (3.0, 4.0), False),
+    ("caption's dash form with a period and units", "5.0s - 7.5s.", (5.0, 7.5), False),
+    ("caption's bracketed range in a sentence", "It happens at <5.0 - 7.5> in the clip.", (5.0, 7.5), False),
+    ("en dash bracketed", "<1.0 \u2013 2.5>", (1.0, 2.5), False),
+    ("From-to wins over a bracketed range", "<1.0 - 2.0> From 5.0 to 6.0.", (5.0, 6.0), False),
+    ("a dash pair inside a sentence is not a span", "3-4 people walk by.", None, False),
     ("empty", "", None, False),
 ]
 
