@@ -106,8 +106,12 @@ def test_mixed_dataset_reports_per_sample_errors(dataset, trained_model_dir, col
     for sample_id, path in zip(ids[1:], [broken["empty"], broken["missing"], broken["text"]]):
         error = dataset[sample_id]["marlin_error"]
         assert error.startswith("caption: ") and str(path) in error, error
+    # each error names its cause (the file's name says "missing": the words checked are the diagnosis's)
     assert "empty" in dataset[ids[1]]["marlin_error"]
-    assert "not found" in dataset[ids[2]]["marlin_error"] or "missing" in dataset[ids[2]]["marlin_error"]
+    assert "no such file" in dataset[ids[2]]["marlin_error"]
+    assert "not a video file" in dataset[ids[3]]["marlin_error"]
+    for sample_id in ids[1:]:
+        assert not dataset[sample_id]["marlin_error"].rstrip().endswith(("error:", "error")), "cause cut off"
     assert [d.label for d in dataset[ids[1]]["marlin_events"].detections] == ["mine"]
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import fiftyone as fo
 
+from marlin_core.errors import VideoError
+from marlin_core.video import probe
 from marlin_core.windows import WindowStore
 
 from .runs import RunRecord
@@ -112,7 +114,7 @@ def checked_metadata(sample: fo.Sample) -> tuple[fo.VideoMetadata, bool]:
     try:
         fresh = fo.VideoMetadata.build_for(sample.filepath)
     except Exception as error:  # noqa: BLE001 - ffprobe's failures have no common type
-        raise ValueError(f"cannot read video metadata ({type(error).__name__}: {error})") from error
+        raise ValueError(f"cannot read video metadata ({_metadata_failure(sample.filepath, error)})") from error
     if not _complete(fresh):
         raise ValueError("cannot read video metadata (no duration, frame rate or frame count)")
     stored = sample.metadata
@@ -121,6 +123,22 @@ def checked_metadata(sample: fo.Sample) -> tuple[fo.VideoMetadata, bool]:
             and math.isclose(stored.duration, fresh.duration, abs_tol=STALE_TOLERANCE_S):
         return stored, False
     return fresh, True
+
+
+def _metadata_failure(path: str, error: Exception) -> str:
+    """Why ffprobe failed, in one line.
+
+    The library's own diagnosis of the file comes first (missing, empty, not a video, no video stream);
+    else ffprobe's whole message on one line (it starts with the command and puts the cause on later
+    lines, which a first-line summary cuts off).
+    """
+    try:
+        probe(path)
+    except VideoError as diagnosis:
+        return str(diagnosis)
+    except Exception:  # noqa: BLE001 - the diagnosis is best effort; ffprobe's own words follow
+        pass
+    return f"{type(error).__name__}: {' '.join(str(error).replace(chr(92) + 'n', ' ').split())}"
 
 
 def _unprocessable(sample: fo.Sample) -> str | None:
