@@ -19,6 +19,7 @@ from marlin_core.formats.annotation_export import EXPORT_FORMATS, write_annotati
 from marlin_core.formats.annotations import Segment, VideoAnnotation
 
 from .adapters.labels import detection_span_s
+from .base import SdkCallable
 
 FORMAT_LABELS = {
     "activitynet": "ActivityNet Captions JSON (dense captions; training, densevid_eval references)",
@@ -70,7 +71,7 @@ def export_annotations(view, field: str, path: str, fmt: str, overwrite: bool = 
             "segments": sum(len(a.segments) for a in annotations.values()), "skipped": skipped}
 
 
-class ExportAnnotations(foo.Operator):
+class ExportAnnotations(SdkCallable, foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(name="export_annotations", label="Marlin: export temporal labels",

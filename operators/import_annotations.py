@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bson
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -18,6 +19,7 @@ import fiftyone.operators.types as types
 from marlin_core.formats.annotations import LOADERS, load_annotations, segments_past_duration
 
 from .adapters.labels import segments_to_detections
+from .base import SdkCallable
 
 FORMAT_LABELS = {
     "activitynet": "ActivityNet Captions JSON",
@@ -26,6 +28,9 @@ FORMAT_LABELS = {
 }
 DEFAULT_FIELD = "ground_truth"
 MAX_LISTED = 50  # ids and warnings shown in the result; the counts are always complete
+# One sample's labels as stored (BSON): a sample is one MongoDB document of at most 16 MB, which also holds
+# its other fields; the whole file is refused before any write when one video's labels would not fit.
+MAX_LABEL_BYTES = 8 * 1024**2
 
 
 class ImportRefused(ValueError):
@@ -87,8 +92,13 @@ def import_annotations(view, path: str, fmt: str, gt_field: str = DEFAULT_FIELD,
         if sample.has_field(gt_field) and sample[gt_field] is not None:
             replaced += 1
         labels[sample.id] = segments_to_detections(annotation.segments, sample.metadata)
+        size = len(bson.BSON.encode(labels[sample.id].to_dict()))
+        if size > MAX_LABEL_BYTES:
+            raise ImportRefused(f"nothing imported: video '{annotation.video_id}' ({sample.filepath}) would get "
+                                f"{size / 1024**2:.1f} MB of labels, more than the {MAX_LABEL_BYTES // 1024**2} MB "
+                                "a sample can hold; split its segments or shorten their sentences")
     if labels:
-        view._dataset.select(list(labels)).set_values(gt_field, labels, key_field="id")
+        _write_all_or_nothing(view._dataset, gt_field, labels)
     matched_ids = sorted({Path(p).stem for p in matched.values("filepath")})
     unmatched_ids = sorted(set(annotations) - set(matched_ids))
     warnings.extend(f"cannot read video metadata of {p}: not imported" for p in unreadable)
@@ -99,7 +109,21 @@ def import_annotations(view, path: str, fmt: str, gt_field: str = DEFAULT_FIELD,
             "warning_count": len(warnings)}
 
 
-class ImportAnnotations(foo.Operator):
+def _write_all_or_nothing(dataset, gt_field: str, labels: dict) -> None:
+    """Write ``{sample id: labels}``; if the write fails part way, put back what the field held before."""
+    targets = dataset.select(list(labels))
+    before = dict(zip(targets.values("id"), targets.values(gt_field))) if dataset.has_sample_field(gt_field) else {}
+    try:
+        targets.set_values(gt_field, labels, key_field="id")
+    except Exception:
+        if before:
+            targets.set_values(gt_field, before, key_field="id")
+        else:
+            targets.set_field(gt_field, None).save()
+        raise
+
+
+class ImportAnnotations(SdkCallable, foo.Operator):
     @property
     def config(self):
         return foo.OperatorConfig(name="import_annotations", label="Marlin: import temporal ground truth",

@@ -157,3 +157,60 @@ def test_find_answers_export_as_grounding_files(dataset, trained_model_dir, colo
     for fmt, path in (("timelens", "tl.json"), ("charades", "sta.txt")):
         run(IMPORT, dataset, path=str(tmp_path / path), format=fmt, gt_field=f"back_{fmt}")
         assert labels_of(dataset, f"back_{fmt}") == labels_of(dataset, "marlin_find")
+
+
+# --- a bad file imports nothing: bounds checked on the whole file before any write ---
+
+
+def _activitynet(segments_by_video: dict[str, list[tuple[float, float, str]]]) -> str:
+    return json.dumps({video_id: {"duration": 10.0, "timestamps": [[s, e] for s, e, _ in segments],
+                                  "sentences": [text for _, _, text in segments]}
+                       for video_id, segments in segments_by_video.items()})
+
+
+def test_a_video_with_too_many_segments_imports_nothing(dataset, ten_second_videos, tmp_path):
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in ten_second_videos])
+    path = tmp_path / "crowded.json"
+    many = [(k * 0.0008, k * 0.0008 + 0.5, "e") for k in range(11_000)]
+    path.write_text(_activitynet({"vid_a": [(1.0, 2.0, "one event")], "vid_b": many}))
+    with pytest.raises(ExecutionError) as caught:
+        run(IMPORT, dataset, path=str(path), format="activitynet")
+    assert "video 'vid_b': 11000 segments, more than the 10000" in str(caught.value)
+    assert not dataset.has_sample_field("ground_truth") or dataset.count("ground_truth.detections") == 0
+
+
+def test_labels_too_large_for_a_sample_import_nothing_and_keep_what_was_there(dataset, ten_second_videos, tmp_path):
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in ten_second_videos])
+    path = tmp_path / "first.json"
+    path.write_text(_activitynet({"vid_a": [(1.0, 2.0, "before")], "vid_b": [(1.0, 2.0, "before")]}))
+    run(IMPORT, dataset, path=str(path), format="activitynet")
+    before = labels_of(dataset, "ground_truth")
+    # 2,000 segments of 5 kB sentences: within the segment bound, ~10 MB as stored
+    wordy = [(1.0, 2.0, "x" * 5000)] * 2000
+    path = tmp_path / "wordy.json"
+    path.write_text(_activitynet({"vid_a": [(3.0, 4.0, "after")], "vid_b": wordy}))
+    with pytest.raises(ExecutionError) as caught:
+        run(IMPORT, dataset, path=str(path), format="activitynet", overwrite=True)
+    assert "nothing imported: video 'vid_b'" in str(caught.value) and "MB of labels" in str(caught.value)
+    assert labels_of(dataset, "ground_truth") == before, "vid_a was not written either"
+
+
+def test_deeply_nested_json_is_one_clear_error(dataset, ten_second_videos, tmp_path):
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in ten_second_videos])
+    path = tmp_path / "nested.json"
+    path.write_text('{"vid_a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ExecutionError) as caught:
+        run(IMPORT, dataset, path=str(path), format="activitynet")
+    assert "nested deeper than Python can read" in str(caught.value)
+    assert "RecursionError" not in str(caught.value).replace("nested deeper", "")
+
+
+def test_import_and_export_are_callable_from_python(dataset, ten_second_videos, tmp_path):
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in ten_second_videos])
+    path = tmp_path / "gt.json"
+    path.write_text(_activitynet({"vid_a": [(1.0, 2.0, "a person waves")]}))
+    imported = foo.get_operator(IMPORT)(dataset, path=str(path), format="activitynet")
+    assert imported["imported"] == 1
+    out = tmp_path / "out.json"
+    exported = foo.get_operator(EXPORT)(dataset, field="ground_truth", path=str(out), format="activitynet")
+    assert json.loads(out.read_text())["vid_a"]["sentences"] == ["a person waves"], exported

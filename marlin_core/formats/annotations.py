@@ -41,6 +41,11 @@ __all__ = [
 ]
 
 MAX_REPORTED_PROBLEMS = 20  # enough to see a pattern; a broken file can have thousands
+# Bounds that keep a hostile or broken file from exhausting memory or half-importing. Real files sit far
+# below them: ActivityNet Captions' train.json is 10 MB with at most a few dozen segments per video.
+MAX_FILE_BYTES = 512 * 1024**2
+# A FiftyOne sample is one MongoDB document (16 MB at most): 10,000 short segments take ~1.5 MB.
+MAX_SEGMENTS_PER_VIDEO = 10_000
 CHARADES_SEPARATOR = "##"  # between the times and the sentence in Charades-STA files
 
 
@@ -109,6 +114,10 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         cause = "is a folder, not an annotation file" if path.is_dir() else "does not exist"
         raise AnnotationFormatError(path, [f"{path}: {cause}"])
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise AnnotationFormatError(path, [f"{path}: {size / 1024**2:.0f} MB, more than the "
+                                           f"{MAX_FILE_BYTES // 1024**2} MB an annotation file can be; split it"])
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
@@ -243,6 +252,9 @@ def _load_json(path: str | PathLike, skip_empty_spans: bool, layout: _JsonLayout
     except json.JSONDecodeError as error:
         problem = f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}"
         raise AnnotationFormatError(path, [problem]) from None
+    except RecursionError:
+        problem = f"{path}: JSON nested deeper than Python can read; an annotation file is two or three levels deep"
+        raise AnnotationFormatError(path, [problem]) from None
     if not isinstance(data, dict):
         problem = f"{path}: the top level must map video id to annotation, not be a {type(data).__name__}"
         raise AnnotationFormatError(path, [problem])
@@ -312,14 +324,21 @@ def load_annotations(path: str | PathLike, fmt: str, skip_empty_spans: bool = Fa
     """Read ``path`` in format ``fmt`` (a key of :data:`LOADERS`).
 
     Raises:
-        AnnotationFormatError: empty path, missing file, folder, or a malformed file.
+        AnnotationFormatError: empty path, missing file, folder, a malformed file, or one past the bounds
+            (:data:`MAX_FILE_BYTES`, :data:`MAX_SEGMENTS_PER_VIDEO`, JSON nested too deep).
         ValueError: unknown format.
     """
     if fmt not in LOADERS:
         raise ValueError(f"format must be one of {sorted(LOADERS)}, not {fmt!r}")
     if not str(path or "").strip():
         raise AnnotationFormatError("(no path)", ["no annotation file given: enter the path of the file to import"])
-    return LOADERS[fmt](path, skip_empty_spans=skip_empty_spans)
+    annotations = LOADERS[fmt](path, skip_empty_spans=skip_empty_spans)
+    crowded = [f"{path}: video {video_id!r}: {len(annotation.segments)} segments, more than the "
+               f"{MAX_SEGMENTS_PER_VIDEO} one video can hold" for video_id, annotation in annotations.items()
+               if len(annotation.segments) > MAX_SEGMENTS_PER_VIDEO]
+    if crowded:
+        raise AnnotationFormatError(path, crowded)
+    return annotations
 
 
 def segments_past_duration(annotation: VideoAnnotation, duration_s: float) -> list[Segment]:
