@@ -194,6 +194,16 @@ def _bad_input(args) -> list[str]:
     return problems
 
 
+def _silence_libraries() -> None:
+    """``--quiet``: nothing on stderr but Marlin's own error lines (no loading bars, no kernel notes)."""
+    import huggingface_hub.utils
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     problems = _bad_input(args)
@@ -212,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args.duration_s = good[args.video]
 
+    if args.quiet:
+        _silence_libraries()
     try:
         from .serving.backends import open_marlin
 

@@ -37,6 +37,15 @@ def test_caption_human_readable(trained_model_dir, color_videos):
     assert "<0.0 - 1.5> Red light." in done.stdout
 
 
+def test_quiet_leaves_stderr_empty(trained_model_dir, color_videos):
+    """No loading bar, no kernel notes: a script reading stderr sees only Marlin's error lines."""
+    loud = cli("find", color_videos["red"], "red light", "--model", trained_model_dir, "--json")
+    quiet = cli("find", color_videos["red"], "red light", "--model", trained_model_dir, "--json", "--quiet")
+    assert loud.returncode == quiet.returncode == 0, quiet.stderr
+    assert "Loading weights" in loud.stderr, "the check below would prove nothing if nothing were printed"
+    assert quiet.stderr == "" and quiet.stdout == loud.stdout
+
+
 def test_find_json_and_human(trained_model_dir, color_videos):
     target = TRAINED_TARGETS["red"]["find"]
     done = cli("find", color_videos["red"], target["query"], "red fades", "--model", trained_model_dir, "--json")
