@@ -171,4 +171,5 @@ class FindEvents(ModelOperator):
 
     def __call__(self, sample_collection, queries, *, delegate: bool = False, **params):
         """Run from Python: ``foo.get_operator("@marlin/marlin/find")(dataset, ["a dog jumps"])``."""
-        return super().__call__(sample_collection, delegate=delegate, queries=list(queries), **params)
+        queries = [queries] if isinstance(queries, str) else list(queries)  # one string is one query
+        return super().__call__(sample_collection, delegate=delegate, queries=queries, **params)

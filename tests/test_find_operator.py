@@ -39,6 +39,11 @@ def test_find_writes_one_detection_per_query(red_dataset, trained_model_dir):
     assert red_dataset.get_run_info("marlin_find").config.settings["queries"] == [target["query"]]
 
 
+def test_one_string_is_one_query(red_dataset, trained_model_dir):
+    run(red_dataset, trained_model_dir, "red light")
+    assert [d.label for d in red_dataset.first()["marlin_find"].detections] == ["red light"]
+
+
 def test_new_query_is_added_and_same_query_replaces_only_itself(red_dataset, trained_model_dir):
     run(red_dataset, trained_model_dir, ["red light"])
     first_id = red_dataset.first()["marlin_find"].detections[0].id
