@@ -1,0 +1,297 @@
+"""``@marlin/marlin/review_events``: a panel in the sample modal to accept, fix or reject Marlin's events.
+
+The panel lists the open video's proposals (a Marlin ``TemporalDetections`` field: caption events or find
+spans) and the person's decisions, sorted by start or least confident first; every edit is written at once to
+the reviewed field (:mod:`.adapters.review`; the edits are :mod:`marlin_core.review_edits`).
+
+The video: FiftyOne 1.22 gives a Python panel no way to read or move the modal's own player (its
+``set_frame_number`` operator drives the timeline of image sequences, not a video's looker), so the panel has its
+own player of the same file (``types.MediaPlayerView``). Selecting an event loads it at that span (a media
+fragment ``#t=start,end``: the browser starts there and pauses at the end); the player's progress and seek
+events give the playhead that "start/end = playhead", "split" and "add" use.
+
+Keys: FiftyOne has no keyboard hook for Python panels; the *Keys* box is one. With it focused each key is one
+action (:data:`KEYS`); the modal's own shortcuts stay off while it has focus.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from marlin_core.review_edits import NUDGE_S, ReviewEditError
+
+from .adapters.review import SampleReview, holds_reviewed_labels, review_progress, reviewed_field_for, reviewer
+
+__all__ = ["KEYS", "ReviewPanel"]
+
+EVALUATE = "@marlin/marlin/evaluate"
+AGREEMENT_KEY = "marlin_review_agreement"
+DEFAULT_EVENTS_FIELD = "marlin_events"
+# key -> (panel method, its arguments, button text)
+KEYS = {
+    "a": ("accept", (), "Accept"),
+    "r": ("reject", (), "Reject"),
+    "l": ("relabel", (), "Set label"),
+    "[": ("nudge", ("start", -NUDGE_S), "Start −0.5 s"),
+    "]": ("nudge", ("start", NUDGE_S), "Start +0.5 s"),
+    "{": ("nudge", ("end", -NUDGE_S), "End −0.5 s"),
+    "}": ("nudge", ("end", NUDGE_S), "End +0.5 s"),
+    "s": ("to_playhead", ("start",), "Start = playhead"),
+    "e": ("to_playhead", ("end",), "End = playhead"),
+    "x": ("split", (), "Split at playhead"),
+    "m": ("merge_next", (), "Merge with next"),
+    "+": ("add", (), "Add event"),
+    "p": ("step", (-1,), "Previous event"),
+    "n": ("step", (1,), "Next event"),
+    "N": ("next_sample", (), "Next sample"),
+    "c": ("toggle_order", (), "Low confidence first"),
+}
+COLUMNS = (("n", "#"), ("status", "Status"), ("label", "Event"), ("time", "Start–end (s)"), ("confidence", "Conf."))
+
+
+def _events_fields(dataset) -> list[str]:
+    """The dataset's ``TemporalDetections`` fields a person may review (not a review itself)."""
+    if dataset is None:
+        return []
+    fields = dataset.get_field_schema(embedded_doc_type=fo.TemporalDetections)
+    return sorted(name for name in fields if not holds_reviewed_labels(dataset, name))
+
+
+class ReviewPanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(name="review_events", label="Marlin review", surfaces="modal", icon="fact_check",
+                               help_markdown="Accept, fix or reject Marlin's events; keys in the *Keys* box.")
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def on_load(self, ctx):
+        fields = _events_fields(ctx.dataset)
+        state = ctx.panel.state
+        if not state.events_field or state.events_field not in fields:
+            state.events_field = DEFAULT_EVENTS_FIELD if DEFAULT_EVENTS_FIELD in fields else \
+                (fields[0] if fields else None)
+        state.order = state.order or "start"
+        state.keys, state.keys_seen = "", ""
+        self._refresh(ctx, select_first=True)
+
+    def on_change_current_sample(self, ctx):
+        ctx.panel.state.playhead_s = None
+        self._refresh(ctx, select_first=True)
+
+    def on_change_field(self, ctx):
+        self._refresh(ctx, select_first=True)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _review(self, ctx) -> SampleReview | None:
+        field = ctx.panel.state.events_field
+        if not ctx.current_sample or not field:
+            return None
+        sample = ctx.dataset[ctx.current_sample]
+        if sample.metadata is None:
+            sample.compute_metadata()
+        reviewed = (ctx.panel.state.reviewed_field or "").strip() or reviewed_field_for(field)
+        return SampleReview(sample, field, reviewed, user=reviewer(getattr(ctx, "user", None)))
+
+    def _refresh(self, ctx, select_first: bool = False, selected: str | None = None) -> None:
+        state = ctx.panel.state
+        review = self._review(ctx)
+        rows = review.rows(state.order or "start") if review else []
+        keys = [row["key"] for row in rows]
+        if selected is None:
+            selected = state.selected
+        if select_first or selected not in keys:
+            pending = [row["key"] for row in rows if row["status"] == "pending"]
+            selected = (pending or keys or [None])[0]
+        state.selected, state.row_keys = selected, keys
+        state.spans = {row["key"]: [row["start_s"], row["end_s"]] for row in rows}
+        state.events = {
+            "columns": [key for key, _ in COLUMNS],
+            "rows": [[i + 1, row["status"], row["label"], f"{row['start_s']:.1f}–{row['end_s']:.1f}",
+                      "" if row["confidence"] is None else f"{row['confidence']:.2f}"] for i, row in enumerate(rows)],
+            "selected_rows": [keys.index(selected)] if selected in keys else [],
+        }
+        if review is not None:
+            state.sample_name = review.sample.filepath.rsplit("/", 1)[-1]
+            state.media_url = "/media?filepath=" + quote(review.sample.filepath, safe="")
+            state.duration_s = review.duration_s
+            progress = review_progress(ctx.dataset, review.events_field, review.reviewed_field)
+            state.progress = progress.as_dict()
+            state.reviewed_field_name = review.reviewed_field
+        state.agreement = self._agreement(ctx)
+
+    def _agreement(self, ctx) -> dict | None:
+        run_key = f"{AGREEMENT_KEY}_marlin"
+        if ctx.dataset is None or run_key not in ctx.dataset.list_runs():
+            return None
+        config = ctx.dataset.get_run_info(run_key).config
+        metrics = getattr(config, "metrics", None) or {}
+        return {name: metrics.get(name) for name in ("fiftyone_precision", "fiftyone_recall", "fiftyone_f1")}
+
+    # -- edits -------------------------------------------------------------------------------------
+    def _edit(self, ctx, method: str, *args) -> None:
+        """Apply one edit to the selected row and select what it leaves (errors become a notice)."""
+        state = ctx.panel.state
+        try:
+            review = self._review(ctx)
+            if review is None:
+                raise ReviewEditError("open a video with Marlin's events first")
+            needs_row = method not in ("add",)
+            if needs_row and not state.selected:
+                raise ReviewEditError("no event selected")
+            selected = getattr(review, method)(*((state.selected,) if needs_row else ()), *args)
+            state.message = ""
+        except ReviewEditError as error:
+            state.message = str(error)
+            ctx.ops.notify(str(error), variant="warning")
+            selected = state.selected
+        self._refresh(ctx, selected=selected)
+
+    def _playhead(self, ctx) -> float | None:
+        value = ctx.panel.state.playhead_s
+        return None if value is None else float(value)
+
+    def accept(self, ctx):
+        self._edit(ctx, "accept")
+        self.step(ctx, 1, only_pending=True)
+
+    def reject(self, ctx):
+        self._edit(ctx, "reject")
+        self.step(ctx, 1, only_pending=True)
+
+    def relabel(self, ctx):
+        self._edit(ctx, "relabel", ctx.panel.state.text or "")
+
+    def nudge(self, ctx, edge: str, delta_s: float):
+        self._edit(ctx, "nudge", edge, delta_s)
+
+    def to_playhead(self, ctx, edge: str):
+        if self._playhead(ctx) is None:
+            ctx.panel.state.message = "play or seek the video first: the playhead is not known yet"
+            return
+        self._edit(ctx, "set_edge", edge, self._playhead(ctx))
+
+    def split(self, ctx):
+        self._edit(ctx, "split", self._playhead(ctx))
+
+    def merge_next(self, ctx):
+        self._edit(ctx, "merge_next")
+
+    def add(self, ctx):
+        self._edit(ctx, "add", ctx.panel.state.text or "", self._playhead(ctx))
+
+    def step(self, ctx, offset: int, only_pending: bool = False):
+        """Select the next (or previous) row; after a decision, the next pending one if any."""
+        state = ctx.panel.state
+        keys = list(state.row_keys or [])
+        if not keys:
+            return
+        if only_pending:
+            pending = [k for k, row in zip(keys, state.events["rows"]) if row[1] == "pending"]
+            if pending:
+                state.selected = pending[0]
+                self._refresh(ctx, selected=pending[0])
+            return
+        index = keys.index(state.selected) if state.selected in keys else -1
+        self._refresh(ctx, selected=keys[max(0, min(len(keys) - 1, index + offset))])
+
+    def next_sample(self, ctx):
+        ids = ctx.view.values("id")
+        if ctx.current_sample in ids and ids.index(ctx.current_sample) + 1 < len(ids):
+            ctx.ops.open_sample(id=ids[ids.index(ctx.current_sample) + 1])
+        else:
+            ctx.panel.state.message = "this is the last sample of the view"
+
+    def toggle_order(self, ctx):
+        ctx.panel.state.order = "start" if ctx.panel.state.order == "confidence" else "confidence"
+        self._refresh(ctx)
+
+    def evaluate(self, ctx):
+        field = ctx.panel.state.events_field
+        ctx.prompt(EVALUATE, params={"pred_field": field, "gt_field": ctx.panel.state.reviewed_field_name or
+                                     reviewed_field_for(field), "mode": "events", "eval_key": AGREEMENT_KEY})
+
+    # -- events from the App -----------------------------------------------------------------------
+    def on_click_row(self, ctx):
+        keys = ctx.panel.state.row_keys or []
+        row = ctx.params.get("row")
+        if isinstance(row, int) and 0 <= row < len(keys):
+            self._refresh(ctx, selected=keys[row])
+
+    def on_button(self, ctx):
+        self._run_key(ctx, ctx.params.get("key"))
+
+    def on_keys(self, ctx):
+        """Each new character typed in the Keys box is one action (see :data:`KEYS`)."""
+        state = ctx.panel.state
+        value, seen = ctx.params.get("value") or "", state.keys_seen or ""
+        new = value[len(seen):] if value.startswith(seen) else value
+        state.keys_seen = value
+        for key in new:
+            self._run_key(ctx, key)
+
+    def _run_key(self, ctx, key: str | None) -> None:
+        if key not in KEYS:
+            return
+        method, args, _ = KEYS[key]
+        getattr(self, method)(ctx, *args)
+
+    def on_playhead(self, ctx):
+        seconds = ctx.params.get("playedSeconds", ctx.params.get("seconds"))
+        if isinstance(seconds, (int, float)):
+            ctx.panel.state.playhead_s = round(float(seconds), 2)
+
+    # -- layout ------------------------------------------------------------------------------------
+    def render(self, ctx):
+        state = ctx.panel.state
+        panel = types.Object()
+        fields = _events_fields(ctx.dataset)
+        if not fields:
+            panel.md("No temporal labels to review: run *Caption with Marlin* or *Find events* first.", name="none")
+            return types.Property(panel, view=types.GridView(orientation="vertical", padding=1))
+        panel.md(self._header(state), name="header")
+        choices = types.Dropdown(label="Marlin field")
+        for name in fields:
+            choices.add_choice(name, label=name)
+        panel.enum("events_field", choices.values(), default=state.events_field, view=choices,
+                   label="Marlin field", on_change=self.on_change_field)
+        span = (state.spans or {}).get(state.selected)
+        if state.media_url:
+            url = state.media_url + (f"#t={span[0]:.2f},{span[1]:.2f}" if span else "")
+            panel.media_player("player", url, on_progress=self.on_playhead, on_seek=self.on_playhead,
+                               controls=True, width="100%", height="240px")
+        panel.view("events", types.TableView(on_click_row=self.on_click_row, columns=[
+            types.Column(key, label=label) for key, label in COLUMNS]))
+        panel.str("text", label="Label text", description="New text for 'Set label' (l) and 'Add event' (+).")
+        panel.str("keys", label="Keys", on_change=self.on_keys,
+                  description="Click here, then: " + " · ".join(f"{k} {text.lower()}" for k, (_, _, text)
+                                                                in KEYS.items()))
+        buttons = panel.h_stack("buttons", align_x="left", gap=1)
+        for key, (_, _, text) in KEYS.items():
+            buttons.btn(f"key_{ord(key)}", label=f"{text} ({key})", on_click=self.on_button, params={"key": key})
+        panel.btn("evaluate", label="Evaluate agreement", icon="insights", on_click=self.evaluate)
+        if state.message:
+            panel.view("message", types.Notice(label=state.message))
+        return types.Property(panel, view=types.GridView(orientation="vertical", padding=1, gap=1))
+
+    def _header(self, state) -> str:
+        progress = state.progress or {}
+        lines = [f"**{state.sample_name or ''}** → `{state.reviewed_field_name or ''}` · playhead "
+                 f"{'–' if state.playhead_s is None else f'{state.playhead_s:.2f} s'} · "
+                 f"order: {'least confident first' if state.order == 'confidence' else 'by start'}"]
+        if progress:
+            change = progress.get("mean_boundary_change_s")
+            lines.append(
+                f"Dataset: **{progress['samples_reviewed']}/{progress['samples_total']}** samples reviewed · "
+                f"{progress['accepted']} accepted · {progress['fixed']} fixed · {progress['rejected']} rejected · "
+                f"{progress['added']} added · mean boundary change "
+                f"{'–' if change is None else f'{change:.2f} s'}")
+        agreement = state.agreement
+        if agreement and agreement.get("fiftyone_f1") is not None:
+            lines.append(f"Agreement (last evaluation `{AGREEMENT_KEY}`): precision "
+                         f"{agreement['fiftyone_precision']:.1f} · recall {agreement['fiftyone_recall']:.1f} · "
+                         f"F1 {agreement['fiftyone_f1']:.1f}")
+        return "\n\n".join(lines)
