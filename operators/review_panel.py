@@ -16,6 +16,7 @@ action (:data:`KEYS`); the modal's own shortcuts stay off while it has focus.
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import quote
 
 import fiftyone as fo
@@ -45,11 +46,18 @@ KEYS = {
     "x": ("split", (), "Split at playhead"),
     "m": ("merge_next", (), "Merge with next"),
     "+": ("add", (), "Add event"),
-    "p": ("step", (-1,), "Previous event"),
-    "n": ("step", (1,), "Next event"),
+    "p": ("step", (-1,), "Previous"),
+    "n": ("step", (1,), "Next"),
     "N": ("next_sample", (), "Next sample"),
     "c": ("toggle_order", (), "Low confidence first"),
 }
+# the two rows of buttons: edits, then moving around
+BUTTON_ROWS = (("edits", "arl[]{}sexm+"), ("moves", "pnNc"))
+# Panel events can reach the server before the App has applied the state of the previous one, so the selection
+# and the count of keys already applied live server-side (an execution store), edits one at a time.
+STORE = "marlin_review_panel"
+STORE_TTL_S = 7 * 24 * 3600
+_EDITS = threading.Lock()
 COLUMNS = (("n", "#"), ("status", "Status"), ("label", "Event"), ("time", "Start–end (s)"), ("confidence", "Conf."))
 
 
@@ -75,7 +83,8 @@ class ReviewPanel(foo.Panel):
             state.events_field = DEFAULT_EVENTS_FIELD if DEFAULT_EVENTS_FIELD in fields else \
                 (fields[0] if fields else None)
         state.order = state.order or "start"
-        state.keys, state.keys_seen = "", ""
+        state.keys = ""
+        self._remember(ctx, "keys_applied", 0)
         self._refresh(ctx, select_first=True)
 
     def on_change_current_sample(self, ctx):
@@ -96,17 +105,29 @@ class ReviewPanel(foo.Panel):
         reviewed = (ctx.panel.state.reviewed_field or "").strip() or reviewed_field_for(field)
         return SampleReview(sample, field, reviewed, user=reviewer(getattr(ctx, "user", None)))
 
+    def _remember(self, ctx, name: str, value=None, *, read: bool = False):
+        """Server-side panel memory (see :data:`STORE`), one entry per open panel."""
+        store, key = ctx.store(STORE), f"{ctx.panel_id}:{name}"
+        if read:
+            return store.get(key)
+        store.set(key, value, ttl=STORE_TTL_S)
+        return value
+
+    def _selected(self, ctx) -> str | None:
+        selected = self._remember(ctx, "selected", read=True)
+        return selected if selected is not None else ctx.panel.state.selected
+
     def _refresh(self, ctx, select_first: bool = False, selected: str | None = None) -> None:
         state = ctx.panel.state
         review = self._review(ctx)
         rows = review.rows(state.order or "start") if review else []
         keys = [row["key"] for row in rows]
         if selected is None:
-            selected = state.selected
+            selected = self._selected(ctx)
         if select_first or selected not in keys:
             pending = [row["key"] for row in rows if row["status"] == "pending"]
             selected = (pending or keys or [None])[0]
-        state.selected, state.row_keys = selected, keys
+        state.selected, state.row_keys = self._remember(ctx, "selected", selected), keys
         state.spans = {row["key"]: [row["start_s"], row["end_s"]] for row in rows}
         state.events = {
             "columns": [key for key, _ in COLUMNS],
@@ -134,20 +155,20 @@ class ReviewPanel(foo.Panel):
     # -- edits -------------------------------------------------------------------------------------
     def _edit(self, ctx, method: str, *args) -> None:
         """Apply one edit to the selected row and select what it leaves (errors become a notice)."""
-        state = ctx.panel.state
+        state, selected = ctx.panel.state, self._selected(ctx)
         try:
-            review = self._review(ctx)
-            if review is None:
-                raise ReviewEditError("open a video with Marlin's events first")
-            needs_row = method not in ("add",)
-            if needs_row and not state.selected:
-                raise ReviewEditError("no event selected")
-            selected = getattr(review, method)(*((state.selected,) if needs_row else ()), *args)
+            with _EDITS:
+                review = self._review(ctx)
+                if review is None:
+                    raise ReviewEditError("open a video with Marlin's events first")
+                needs_row = method != "add"
+                if needs_row and not selected:
+                    raise ReviewEditError("no event selected")
+                selected = getattr(review, method)(*((selected,) if needs_row else ()), *args)
             state.message = ""
         except ReviewEditError as error:
             state.message = str(error)
             ctx.ops.notify(str(error), variant="warning")
-            selected = state.selected
         self._refresh(ctx, selected=selected)
 
     def _playhead(self, ctx) -> float | None:
@@ -192,10 +213,10 @@ class ReviewPanel(foo.Panel):
         if only_pending:
             pending = [k for k, row in zip(keys, state.events["rows"]) if row[1] == "pending"]
             if pending:
-                state.selected = pending[0]
                 self._refresh(ctx, selected=pending[0])
             return
-        index = keys.index(state.selected) if state.selected in keys else -1
+        selected = self._selected(ctx)
+        index = keys.index(selected) if selected in keys else -1
         self._refresh(ctx, selected=keys[max(0, min(len(keys) - 1, index + offset))])
 
     def next_sample(self, ctx):
@@ -226,11 +247,11 @@ class ReviewPanel(foo.Panel):
 
     def on_keys(self, ctx):
         """Each new character typed in the Keys box is one action (see :data:`KEYS`)."""
-        state = ctx.panel.state
-        value, seen = ctx.params.get("value") or "", state.keys_seen or ""
-        new = value[len(seen):] if value.startswith(seen) else value
-        state.keys_seen = value
-        for key in new:
+        value = ctx.params.get("value") or ""
+        with _EDITS:
+            applied = self._remember(ctx, "keys_applied", read=True) or 0
+            self._remember(ctx, "keys_applied", len(value))
+        for key in value[applied:]:
             self._run_key(ctx, key)
 
     def _run_key(self, ctx, key: str | None) -> None:
@@ -267,12 +288,14 @@ class ReviewPanel(foo.Panel):
             types.Column(key, label=label) for key, label in COLUMNS]))
         panel.str("text", label="Label text", description="New text for 'Set label' (l) and 'Add event' (+).")
         panel.str("keys", label="Keys", on_change=self.on_keys,
-                  description="Click here, then: " + " · ".join(f"{k} {text.lower()}" for k, (_, _, text)
-                                                                in KEYS.items()))
-        buttons = panel.h_stack("buttons", align_x="left", gap=1)
-        for key, (_, _, text) in KEYS.items():
-            buttons.btn(f"key_{ord(key)}", label=f"{text} ({key})", on_click=self.on_button, params={"key": key})
-        panel.btn("evaluate", label="Evaluate agreement", icon="insights", on_click=self.evaluate)
+                  description="Click here, then type: each key is the button that shows it in brackets.")
+        for row, keys in BUTTON_ROWS:
+            buttons = panel.h_stack(row, align_x="left", gap=1)
+            for key in keys:
+                buttons.btn(f"key_{ord(key)}", label=f"{KEYS[key][2]} ({key})", on_click=self.on_button,
+                            params={"key": key}, variant="outlined")
+            if row == "moves":
+                buttons.btn("evaluate", label="Evaluate agreement", icon="insights", on_click=self.evaluate)
         if state.message:
             panel.view("message", types.Notice(label=state.message))
         return types.Property(panel, view=types.GridView(orientation="vertical", padding=1, gap=1))
