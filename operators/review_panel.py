@@ -16,6 +16,7 @@ action (:data:`KEYS`); the modal's own shortcuts stay off while it has focus.
 
 from __future__ import annotations
 
+import difflib
 import threading
 from urllib.parse import quote
 
@@ -69,6 +70,12 @@ def _events_fields(dataset) -> list[str]:
     return sorted(name for name in fields if not holds_reviewed_labels(dataset, name))
 
 
+def typed_keys(before: str, after: str) -> str:
+    """The characters typed into the Keys box between two of its values, wherever the caret was."""
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    return "".join(after[j1:j2] for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("insert", "replace"))
+
+
 class ReviewPanel(foo.Panel):
     @property
     def config(self):
@@ -82,9 +89,8 @@ class ReviewPanel(foo.Panel):
         if not state.events_field or state.events_field not in fields:
             state.events_field = DEFAULT_EVENTS_FIELD if DEFAULT_EVENTS_FIELD in fields else \
                 (fields[0] if fields else None)
-        state.order = state.order or "start"
         state.keys = ""
-        self._remember(ctx, "keys_applied", 0)
+        self._remember(ctx, "keys_seen", "")
         self._refresh(ctx, select_first=True)
 
     def on_change_current_sample(self, ctx):
@@ -114,35 +120,42 @@ class ReviewPanel(foo.Panel):
         return value
 
     def _selected(self, ctx) -> str | None:
-        selected = self._remember(ctx, "selected", read=True)
-        return selected if selected is not None else ctx.panel.state.selected
+        return self._remember(ctx, "selected", read=True)
 
-    def _refresh(self, ctx, select_first: bool = False, selected: str | None = None) -> None:
-        state = ctx.panel.state
+    def _select(self, ctx, key: str | None) -> None:
+        self._remember(ctx, "selected", key)
+
+    def _order(self, ctx) -> str:
+        return self._remember(ctx, "order", read=True) or "start"
+
+    def _model(self, ctx) -> dict:
+        """What the panel shows, read from the database and the panel's server-side memory on every render.
+
+        Nothing of it is kept in the App's panel state: an event's answer can arrive after a later one's, and
+        a stale copy there would show an edit undone.
+        """
         review = self._review(ctx)
-        rows = review.rows(state.order or "start") if review else []
+        rows = review.rows(self._order(ctx)) if review else []
         keys = [row["key"] for row in rows]
-        if selected is None:
-            selected = self._selected(ctx)
-        if select_first or selected not in keys:
+        selected = self._selected(ctx)
+        if selected not in keys:
             pending = [row["key"] for row in rows if row["status"] == "pending"]
             selected = (pending or keys or [None])[0]
-        state.selected, state.row_keys = self._remember(ctx, "selected", selected), keys
-        state.spans = {row["key"]: [row["start_s"], row["end_s"]] for row in rows}
-        state.events = {
-            "columns": [key for key, _ in COLUMNS],
-            "rows": [[i + 1, row["status"], row["label"], f"{row['start_s']:.1f}–{row['end_s']:.1f}",
-                      "" if row["confidence"] is None else f"{row['confidence']:.2f}"] for i, row in enumerate(rows)],
-            "selected_rows": [keys.index(selected)] if selected in keys else [],
-        }
+            self._select(ctx, selected)
+        model = dict(rows=rows, keys=keys, selected=selected, review=review, order=self._order(ctx))
         if review is not None:
-            state.sample_name = review.sample.filepath.rsplit("/", 1)[-1]
-            state.media_url = "/media?filepath=" + quote(review.sample.filepath, safe="")
-            state.duration_s = review.duration_s
-            progress = review_progress(ctx.dataset, review.events_field, review.reviewed_field)
-            state.progress = progress.as_dict()
-            state.reviewed_field_name = review.reviewed_field
-        state.agreement = self._agreement(ctx)
+            model.update(sample_name=review.sample.filepath.rsplit("/", 1)[-1],
+                         media_url="/media?filepath=" + quote(review.sample.filepath, safe=""),
+                         reviewed_field=review.reviewed_field,
+                         progress=review_progress(ctx.dataset, review.events_field, review.reviewed_field).as_dict())
+        return model
+
+    def _refresh(self, ctx, select_first: bool = False, selected: str | None = None) -> None:
+        """Select ``selected`` (or the first pending row when ``select_first``) for the next render."""
+        if select_first:
+            self._select(ctx, None)
+        elif selected is not None:
+            self._select(ctx, selected)
 
     def _agreement(self, ctx) -> dict | None:
         run_key = f"{AGREEMENT_KEY}_marlin"
@@ -205,19 +218,18 @@ class ReviewPanel(foo.Panel):
         self._edit(ctx, "add", ctx.panel.state.text or "", self._playhead(ctx))
 
     def step(self, ctx, offset: int, only_pending: bool = False):
-        """Select the next (or previous) row; after a decision, the next pending one if any."""
-        state = ctx.panel.state
-        keys = list(state.row_keys or [])
+        """Select the next (or previous) row; after a decision, the first pending one if any."""
+        model = self._model(ctx)
+        keys = model["keys"]
         if not keys:
             return
         if only_pending:
-            pending = [k for k, row in zip(keys, state.events["rows"]) if row[1] == "pending"]
+            pending = [row["key"] for row in model["rows"] if row["status"] == "pending"]
             if pending:
-                self._refresh(ctx, selected=pending[0])
+                self._select(ctx, pending[0])
             return
-        selected = self._selected(ctx)
-        index = keys.index(selected) if selected in keys else -1
-        self._refresh(ctx, selected=keys[max(0, min(len(keys) - 1, index + offset))])
+        index = keys.index(model["selected"]) if model["selected"] in keys else -1
+        self._select(ctx, keys[max(0, min(len(keys) - 1, index + offset))])
 
     def next_sample(self, ctx):
         ids = ctx.view.values("id")
@@ -227,20 +239,20 @@ class ReviewPanel(foo.Panel):
             ctx.panel.state.message = "this is the last sample of the view"
 
     def toggle_order(self, ctx):
-        ctx.panel.state.order = "start" if ctx.panel.state.order == "confidence" else "confidence"
-        self._refresh(ctx)
+        self._remember(ctx, "order", "start" if self._order(ctx) == "confidence" else "confidence")
 
     def evaluate(self, ctx):
         field = ctx.panel.state.events_field
-        ctx.prompt(EVALUATE, params={"pred_field": field, "gt_field": ctx.panel.state.reviewed_field_name or
-                                     reviewed_field_for(field), "mode": "events", "eval_key": AGREEMENT_KEY})
+        reviewed = (ctx.panel.state.reviewed_field or "").strip() or reviewed_field_for(field)
+        ctx.prompt(EVALUATE, params={"pred_field": field, "gt_field": reviewed, "mode": "events",
+                                     "eval_key": AGREEMENT_KEY})
 
     # -- events from the App -----------------------------------------------------------------------
     def on_click_row(self, ctx):
-        keys = ctx.panel.state.row_keys or []
+        keys = self._model(ctx)["keys"]
         row = ctx.params.get("row")
         if isinstance(row, int) and 0 <= row < len(keys):
-            self._refresh(ctx, selected=keys[row])
+            self._select(ctx, keys[row])
 
     def on_button(self, ctx):
         self._run_key(ctx, ctx.params.get("key"))
@@ -249,9 +261,9 @@ class ReviewPanel(foo.Panel):
         """Each new character typed in the Keys box is one action (see :data:`KEYS`)."""
         value = ctx.params.get("value") or ""
         with _EDITS:
-            applied = self._remember(ctx, "keys_applied", read=True) or 0
-            self._remember(ctx, "keys_applied", len(value))
-        for key in value[applied:]:
+            before = self._remember(ctx, "keys_seen", read=True) or ""
+            self._remember(ctx, "keys_seen", value)
+        for key in typed_keys(before, value):
             self._run_key(ctx, key)
 
     def _run_key(self, ctx, key: str | None) -> None:
@@ -273,19 +285,28 @@ class ReviewPanel(foo.Panel):
         if not fields:
             panel.md("No temporal labels to review: run *Caption with Marlin* or *Find events* first.", name="none")
             return types.Property(panel, view=types.GridView(orientation="vertical", padding=1))
-        panel.md(self._header(state), name="header")
+        model = self._model(ctx)
+        panel.md(self._header(ctx, model), name="header")
         choices = types.Dropdown(label="Marlin field")
         for name in fields:
             choices.add_choice(name, label=name)
         panel.enum("events_field", choices.values(), default=state.events_field, view=choices,
                    label="Marlin field", on_change=self.on_change_field)
-        span = (state.spans or {}).get(state.selected)
-        if state.media_url:
-            url = state.media_url + (f"#t={span[0]:.2f},{span[1]:.2f}" if span else "")
+        rows, selected = model["rows"], model["selected"]
+        span = next(((row["start_s"], row["end_s"]) for row in rows if row["key"] == selected), None)
+        if model.get("media_url"):
+            url = model["media_url"] + (f"#t={span[0]:.2f},{span[1]:.2f}" if span else "")
             panel.media_player("player", url, on_progress=self.on_playhead, on_seek=self.on_playhead,
                                controls=True, width="100%", height="240px")
-        panel.view("events", types.TableView(on_click_row=self.on_click_row, columns=[
-            types.Column(key, label=label) for key, label in COLUMNS]))
+        table = {"columns": [key for key, _ in COLUMNS],
+                 "rows": [[i + 1, row["status"], row["label"], f"{row['start_s']:.1f}–{row['end_s']:.1f}",
+                           "" if row["confidence"] is None else f"{row['confidence']:.2f}"]
+                          for i, row in enumerate(rows)],
+                 "selected_rows": [model["keys"].index(selected)] if selected in model["keys"] else []}
+        # a name per content: the table shows its default, never a stale copy kept in the App's panel state
+        panel.list(f"events_{abs(hash(str(table))) % 10**8}", types.Object(), default=table,
+                   view=types.TableView(on_click_row=self.on_click_row,
+                                        columns=[types.Column(key, label=label) for key, label in COLUMNS]))
         panel.str("text", label="Label text", description="New text for 'Set label' (l) and 'Add event' (+).")
         panel.str("keys", label="Keys", on_change=self.on_keys,
                   description="Click here, then type: each key is the button that shows it in brackets.")
@@ -300,11 +321,12 @@ class ReviewPanel(foo.Panel):
             panel.view("message", types.Notice(label=state.message))
         return types.Property(panel, view=types.GridView(orientation="vertical", padding=1, gap=1))
 
-    def _header(self, state) -> str:
-        progress = state.progress or {}
-        lines = [f"**{state.sample_name or ''}** → `{state.reviewed_field_name or ''}` · playhead "
-                 f"{'–' if state.playhead_s is None else f'{state.playhead_s:.2f} s'} · "
-                 f"order: {'least confident first' if state.order == 'confidence' else 'by start'}"]
+    def _header(self, ctx, model: dict) -> str:
+        playhead = ctx.panel.state.playhead_s
+        lines = [f"**{model.get('sample_name', '')}** → `{model.get('reviewed_field', '')}` · playhead "
+                 f"{'–' if playhead is None else f'{playhead:.2f} s'} · "
+                 f"order: {'least confident first' if model['order'] == 'confidence' else 'by start'}"]
+        progress = model.get("progress")
         if progress:
             change = progress.get("mean_boundary_change_s")
             lines.append(
@@ -312,7 +334,7 @@ class ReviewPanel(foo.Panel):
                 f"{progress['accepted']} accepted · {progress['fixed']} fixed · {progress['rejected']} rejected · "
                 f"{progress['added']} added · mean boundary change "
                 f"{'–' if change is None else f'{change:.2f} s'}")
-        agreement = state.agreement
+        agreement = self._agreement(ctx)
         if agreement and agreement.get("fiftyone_f1") is not None:
             lines.append(f"Agreement (last evaluation `{AGREEMENT_KEY}`): precision "
                          f"{agreement['fiftyone_precision']:.1f} · recall {agreement['fiftyone_recall']:.1f} · "

@@ -184,3 +184,14 @@ def test_a_recaption_keeps_the_review(dataset, trained_model_dir, color_videos):
     assert REVIEWED_TAG in sample.tags
     # the new run's events repeat the accepted ones: nothing is pending again
     assert [r for r in SampleReview(sample, "marlin_events").rows() if r["status"] == "pending"] == []
+
+
+def test_keys_typed_anywhere_in_the_box_are_each_one_action():
+    from operators.review_panel import KEYS, typed_keys
+
+    assert typed_keys("", "a") == "a"
+    assert typed_keys("}}", "}}}") == "}"
+    assert typed_keys("}}nr", "c}}nr") == "c"  # the caret was at the start
+    assert typed_keys("}}nr", "}}n") == ""  # a deletion is no action
+    assert typed_keys("ab", "xy") == "xy"
+    assert {"a", "r", "}", "+", "n", "N", "c"} <= set(KEYS)
