@@ -296,6 +296,8 @@ class ReviewPanel(foo.Panel):
         span = next(((row["start_s"], row["end_s"]) for row in rows if row["key"] == selected), None)
         if model.get("media_url"):
             url = model["media_url"] + (f"#t={span[0]:.2f},{span[1]:.2f}" if span else "")
+            if url != state.player_url:  # the player restarts at the span's start: so does the playhead
+                state.player_url, state.playhead_s = url, span[0] if span else 0.0
             panel.media_player("player", url, on_progress=self.on_playhead, on_seek=self.on_playhead,
                                controls=True, width="100%", height="240px")
         table = {"columns": [key for key, _ in COLUMNS],

@@ -61,8 +61,8 @@ def wait_for_row(page, content, number: int | None, status: str, label: str, spa
     expected = [str(number) if number else "", status, label] + ([span] if span else [])
     try:
         page.wait_for_function(
-            """([selector, expected]) => [...document.querySelectorAll(selector + ' table tbody tr')].some(
-                   tr => expected.every((text, i) => tr.children[i] && (!text || tr.children[i].innerText.trim() === text)))""",
+            """([selector, expected]) => [...document.querySelectorAll(selector + ' table tbody tr')].some(tr =>
+                   expected.every((text, i) => tr.children[i] && (!text || tr.children[i].innerText.trim() === text)))""",
             arg=['[data-cy="panel-content-review_events"]', expected], timeout=30_000)
     except Exception as error:  # noqa: BLE001 - say what the table showed instead
         raise AssertionError(f"no row {expected} in {table_rows(content)}:\n{content.inner_text()[:400]}") from error
