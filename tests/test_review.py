@@ -12,16 +12,12 @@ import pytest
 
 from marlin_core.review_edits import ReviewEditError
 from media import make_video
-from operators.adapters.labels import events_to_detections
+from review_data import propose
 from operators.adapters.review import (REVIEWED_TAG, SampleReview, holds_reviewed_labels, review_progress,
                                        reviewed_field_for)
 from operators.export_annotations import export_annotations
 from operators.run.validation import problems
 
-EVENTS = [{"start": 0.0, "end": 2.0, "description": "a door opens", "confidence": 0.9},
-          {"start": 3.0, "end": 5.0, "description": "a person walks", "confidence": 0.4},
-          {"start": 5.5, "end": 7.0, "description": "the person sits", "confidence": 0.7},
-          {"start": 8.0, "end": 9.0, "description": "a cat jumps", "confidence": 0.2}]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,7 @@ def proposed(dataset, ten_second_video):
     sample = fo.Sample(filepath=str(ten_second_video))
     dataset.add_sample(sample)
     dataset.compute_metadata()
-    sample["marlin_events"], _ = events_to_detections(EVENTS, sample.metadata, "settings-hash")
+    propose(sample)
     sample.save()
     return sample
 
@@ -106,7 +102,7 @@ def test_low_confidence_first_and_a_repeat_proposal_counts_as_decided(proposed):
         ["a cat jumps", "a person walks", "the person sits", "a door opens"]
     review.reject(keys_by_label(review)["a cat jumps"])
     # a later Marlin run: same events, new label ids
-    proposed["marlin_events"], _ = events_to_detections(EVENTS, proposed.metadata, "other-hash")
+    propose(proposed, "other-hash")
     proposed.save()
     again = SampleReview(proposed, "marlin_events", user="ana")
     assert "a cat jumps" not in [r["label"] for r in again.rows() if r["status"] == "pending"]
@@ -120,6 +116,7 @@ def test_low_confidence_first_and_a_repeat_proposal_counts_as_decided(proposed):
 
 def test_marlin_refuses_to_write_a_reviewed_field(proposed):
     dataset = proposed._dataset
+    assert reviewed_field_for("marlin_find") == "marlin_find_reviewed"
     assert not holds_reviewed_labels(dataset, "marlin_events_reviewed")
     review = SampleReview(proposed, "marlin_events", user="ana")
     review.accept(keys_by_label(review)["a door opens"])
@@ -143,7 +140,6 @@ def test_agreement_progress_evaluate_and_export(proposed, tmp_path):
     review.set_edge(keys["a person walks"], "end", 6.0)  # boundary change (0 + 1) / 2 = 0.5 s
     review.nudge(keys["the person sits"], "start", -0.5)  # 0.25 s
     review.reject(keys["a cat jumps"])
-    progress = review_progress(dataset, reviewed_field_for("marlin_events"))
     progress = review_progress(dataset, "marlin_events")
     assert (progress.samples_reviewed, progress.samples_total) == (1, 1)
     assert (progress.accepted, progress.fixed, progress.added, progress.rejected) == (1, 2, 0, 1)

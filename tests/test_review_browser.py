@@ -12,15 +12,11 @@ import pytest
 
 from app_browser import app_server, chromium_page, dismiss_popups
 from media import make_video
-from operators.adapters.labels import events_to_detections
+from review_data import EVENTS, propose
 from operators.adapters.review import REVIEWED_TAG
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 REVIEWER = "review-browser-test"
-EVENTS = [{"start": 0.0, "end": 2.0, "description": "a door opens", "confidence": 0.9},
-          {"start": 3.0, "end": 5.0, "description": "a person walks", "confidence": 0.4},
-          {"start": 5.5, "end": 7.0, "description": "the person sits", "confidence": 0.7},
-          {"start": 8.0, "end": 9.0, "description": "a cat jumps", "confidence": 0.2}]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +28,7 @@ def review_dataset(tmp_path_factory):
                                                             seconds=10))) for name in ("walk", "yard")])
     dataset.compute_metadata()
     for sample in dataset.iter_samples(autosave=True):
-        sample["marlin_events"], _ = events_to_detections(EVENTS, sample.metadata, "settings-hash")
+        propose(sample)
     yield dataset
     dataset.delete()
 
@@ -57,12 +53,13 @@ def table_rows(content) -> list[list[str]]:
 
 
 def wait_for_row(page, content, number: int | None, status: str, label: str, span: str | None = None) -> None:
-    """Wait until row ``number`` (1-based; None: any) of the panel's table shows ``status``, ``label`` (``span``)."""
+    """Wait until row ``number`` (1-based; None: any) of the table shows ``status``, ``label`` (and ``span``)."""
     expected = [str(number) if number else "", status, label] + ([span] if span else [])
     try:
         page.wait_for_function(
             """([selector, expected]) => [...document.querySelectorAll(selector + ' table tbody tr')].some(tr =>
-                   expected.every((text, i) => tr.children[i] && (!text || tr.children[i].innerText.trim() === text)))""",
+                   expected.every((text, i) => tr.children[i]
+                                  && (!text || tr.children[i].innerText.trim() === text)))""",
             arg=['[data-cy="panel-content-review_events"]', expected], timeout=30_000)
     except Exception as error:  # noqa: BLE001 - say what the table showed instead
         raise AssertionError(f"no row {expected} in {table_rows(content)}:\n{content.inner_text()[:400]}") from error
