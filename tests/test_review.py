@@ -191,3 +191,25 @@ def test_keys_typed_anywhere_in_the_box_are_each_one_action():
     assert typed_keys("}}nr", "}}n") == ""  # a deletion is no action
     assert typed_keys("ab", "xy") == "xy"
     assert {"a", "r", "}", "+", "n", "N", "c"} <= set(KEYS)
+
+
+def test_find_spans_are_reviewed_the_same_way(dataset, ten_second_video):
+    from operators.adapters.labels import find_answers_to_detections
+
+    sample = fo.Sample(filepath=str(ten_second_video))
+    dataset.add_sample(sample)
+    dataset.compute_metadata()
+    answers = [{"query": "a person walks", "span": (3.0, 5.0), "raw": "From 3.0 to 5.0.", "format_ok": True,
+                "confidence": 0.6}]
+    sample["marlin_find"], _ = find_answers_to_detections(answers, sample.metadata, "find-hash")
+    sample.save()
+    review = SampleReview(sample, "marlin_find", user="ana")
+    [row] = review.rows()
+    review.set_edge(row["key"], "start", 2.5)
+    sample.reload()
+    [span] = sample["marlin_find_reviewed"].detections
+    assert (span.label, span.start_s, span.end_s, span.action, span.source_confidence) == \
+        ("a person walks", 2.5, 5.0, "fixed", 0.6)
+    assert holds_reviewed_labels(dataset, "marlin_find_reviewed")
+    assert "holds reviewed labels" in problems("find", {"find_field": "marlin_find_reviewed", "queries": ["q"]},
+                                               dataset)["find_field"]
