@@ -91,14 +91,14 @@ class ReviewPanel(foo.Panel):
                 (fields[0] if fields else None)
         state.keys = ""
         self._remember(ctx, "keys_seen", "")
-        self._refresh(ctx, select_first=True)
+        self._select(ctx, None)  # the first pending event
 
     def on_change_current_sample(self, ctx):
         ctx.panel.state.playhead_s = None
-        self._refresh(ctx, select_first=True)
+        self._select(ctx, None)  # the first pending event
 
     def on_change_field(self, ctx):
-        self._refresh(ctx, select_first=True)
+        self._select(ctx, None)  # the first pending event
 
     # -- reading -----------------------------------------------------------------------------------
     def _review(self, ctx) -> SampleReview | None:
@@ -108,8 +108,7 @@ class ReviewPanel(foo.Panel):
         sample = ctx.dataset[ctx.current_sample]
         if sample.metadata is None:
             sample.compute_metadata()
-        reviewed = (ctx.panel.state.reviewed_field or "").strip() or reviewed_field_for(field)
-        return SampleReview(sample, field, reviewed, user=reviewer(getattr(ctx, "user", None)))
+        return SampleReview(sample, field, reviewed_field_for(field), user=reviewer(getattr(ctx, "user", None)))
 
     def _remember(self, ctx, name: str, value=None, *, read: bool = False):
         """Server-side panel memory (see :data:`STORE`), one entry per open panel."""
@@ -150,13 +149,6 @@ class ReviewPanel(foo.Panel):
                          progress=review_progress(ctx.dataset, review.events_field, review.reviewed_field).as_dict())
         return model
 
-    def _refresh(self, ctx, select_first: bool = False, selected: str | None = None) -> None:
-        """Select ``selected`` (or the first pending row when ``select_first``) for the next render."""
-        if select_first:
-            self._select(ctx, None)
-        elif selected is not None:
-            self._select(ctx, selected)
-
     def _agreement(self, ctx) -> dict | None:
         run_key = f"{AGREEMENT_KEY}_marlin"
         if ctx.dataset is None or run_key not in ctx.dataset.list_runs():
@@ -182,7 +174,7 @@ class ReviewPanel(foo.Panel):
         except ReviewEditError as error:
             state.message = str(error)
             ctx.ops.notify(str(error), variant="warning")
-        self._refresh(ctx, selected=selected)
+        self._select(ctx, selected)
 
     def _playhead(self, ctx) -> float | None:
         value = ctx.panel.state.playhead_s
@@ -243,8 +235,7 @@ class ReviewPanel(foo.Panel):
 
     def evaluate(self, ctx):
         field = ctx.panel.state.events_field
-        reviewed = (ctx.panel.state.reviewed_field or "").strip() or reviewed_field_for(field)
-        ctx.prompt(EVALUATE, params={"pred_field": field, "gt_field": reviewed, "mode": "events",
+        ctx.prompt(EVALUATE, params={"pred_field": field, "gt_field": reviewed_field_for(field), "mode": "events",
                                      "eval_key": AGREEMENT_KEY})
 
     # -- events from the App -----------------------------------------------------------------------
