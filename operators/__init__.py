@@ -7,7 +7,8 @@ from .find import FindEvents
 from .import_annotations import ImportAnnotations
 from .open_view import OpenView
 from .review import ReviewErrors
+from .review_panel import ReviewPanel
 from .search import SearchLibrary
 
 OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations,
-             OpenView, SearchLibrary]
+             OpenView, SearchLibrary, ReviewPanel]

@@ -16,6 +16,7 @@ from marlin_core.queries import parse_queries, query_problem
 from marlin_core.windows import DEFAULT_OVERLAP_S
 
 from ..adapters.evaluation import foreign_copy_fields
+from ..adapters.review import holds_reviewed_labels
 
 __all__ = ["RESERVED_FIELDS", "check", "problems"]
 
@@ -64,6 +65,13 @@ def _type_problem(dataset, name: str, kind) -> str | None:
     return None
 
 
+def _reviewed_problem(dataset, name: str, kind) -> str | None:
+    """A field holding a person's review of Marlin's events is never Marlin's output, even with overwrite."""
+    if kind is TEMPORAL and holds_reviewed_labels(dataset, name):
+        return f"'{name}' holds reviewed labels (a person's corrections); Marlin never writes there"
+    return None
+
+
 def _derived(operation: str, values: dict) -> dict[str, tuple[str, object]]:
     """Fields a run writes beside the named ones: ``{field: (parameter it derives from, kind)}``."""
     derived = {}
@@ -80,7 +88,7 @@ def _field_problems(operation: str, values: dict, dataset) -> dict[str, str]:
     found, owners = {}, {}
     for param, default, kind in OUTPUTS[operation]:
         name = values.get(param) or default
-        reason = _name_problem(name) or _type_problem(dataset, name, kind)
+        reason = _name_problem(name) or _type_problem(dataset, name, kind) or _reviewed_problem(dataset, name, kind)
         if reason is None and name in owners:
             reason = f"'{name}' is also the {owners[name]}; each output needs its own field"
         if reason:
