@@ -2,7 +2,7 @@
 
 Every dataset mixes what a user meets: ordinary clips, a clip whose fields hold labels the user made, a
 file that is not a video, a clip with stale stored metadata, and a clip with Marlin labels of older
-settings. Every sample carries user data (a ``note`` field and a tag) that no run may change.
+settings (stamped as Marlin writes them). Every sample carries user data (a ``note`` field and a tag) that no run may change.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections import Counter
 
 import fiftyone as fo
 
+from operators.adapters.labels import stamp
 from operators.run.runs import run_history
 from tiny_model import TRAINED_TARGETS
 
@@ -51,9 +52,9 @@ def make_dataset(color_videos, broken, folder, clips: int = 6) -> tuple[fo.Datas
     stale.save()
     older = dataset[roles["older"]]
     older["marlin_events"] = fo.TemporalDetections(
-        detections=[fo.TemporalDetection(label="old event", support=[1, 2])], marlin_settings="older")
+        detections=[stamp(fo.TemporalDetection(label="old event", support=[1, 2]))], marlin_settings="older")
     older["marlin_find"] = fo.TemporalDetections(
-        detections=[fo.TemporalDetection(label=RED_QUERY, support=[1, 2], marlin_settings="older")],
+        detections=[stamp(fo.TemporalDetection(label=RED_QUERY, support=[1, 2], marlin_settings="older"))],
         searched=[[RED_QUERY, "older"]])
     older.save()
     return dataset, roles

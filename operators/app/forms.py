@@ -123,7 +123,9 @@ def run_inputs(inputs: types.Object) -> None:
     inputs.enum("device", device.values(), default="auto", view=device, label="Device",
                 description="auto = CUDA with bfloat16 when available, else MPS, else CPU with float32.")
     inputs.bool("overwrite", default=False, label="Recompute done samples",
-                description="By default, samples already done with the same settings are skipped.")
+                description="By default, samples already done with the same settings are skipped. Labels you "
+                            "made or corrected are kept either way; this also lets Marlin add its labels to a "
+                            "field holding only yours (ground truth, say), beside them.")
 
 
 def advanced_section(inputs: types.Object, expanded: bool = False) -> types.Object:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from marlin_core.engine.loading import DEFAULT_MODEL
 from marlin_core.windows import DEFAULT_WINDOW_S
 
+from .identity import weights_identity
+
 __all__ = ["CaptionParams", "FindParams", "ModelParams", "SAMPLING_PARAMS", "given"]
 
 # Preprocessing options a user may change; None keeps the reference behaviour (marlin-facts.md).
@@ -63,10 +65,15 @@ class ModelParams:
                     **self.sampling)
 
     def settings(self, prompt: str) -> dict:
-        """The settings that determine the model's answer (recorded in the run, fingerprinted)."""
+        """The settings that determine the model's answer (recorded in the run, fingerprinted).
+
+        ``weights`` is what the model is (:mod:`.identity`); the fingerprint uses it instead of the
+        ``model`` / ``revision`` strings, which only say where the weights were found.
+        """
         return {
             "model": self.model,
             "revision": self.revision,
+            "weights": weights_identity(self.model, self.revision),
             "prompt": prompt,
             "max_new_tokens": self.max_new_tokens,
             "do_sample": False,

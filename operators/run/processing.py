@@ -12,7 +12,8 @@ Safety rules it keeps:
   anything about one sample (file, metadata, result) becomes that sample's error, never the run's;
 * labels Marlin did not make are kept unless ``overwrite`` (the operator's ``todo`` says ``UNTOUCHED``);
 * the run has a record from its first moment (:class:`.runs.RunRecord`), ended as completed, failed
-  or interrupted (a delegated run marked failed/cancelled stops between samples).
+  or interrupted (a delegated run marked failed/cancelled stops between samples); a run in which every
+  sample it tried failed (a dead server) is ``failed``, so it never replaces the record of the labels.
 """
 
 from __future__ import annotations
@@ -208,6 +209,8 @@ def run_model(ctx, operator, params, view, record: RunRecord,
             yield from _process(ctx, operator, params, dataset, jobs, marlin, record, outcome, should_stop)
         except Interrupted:
             status = "interrupted"
+    if status == "completed" and outcome.failed and not outcome.done:
+        status = "failed"  # nothing written: the labels are still those of an earlier run (runs.RunRecord)
     return dict(outcome.as_dict(), run_key=params.run_key, status=status)
 
 
