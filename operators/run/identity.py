@@ -28,7 +28,7 @@ _CHUNK = 8 << 20
 _lock = threading.Lock()
 _digests: dict[tuple, str] = {}  # (real path, size, mtime_ns) -> sha256
 _folders: dict[tuple, str] = {}  # the folder's files as they are now -> identity
-_snapshots: dict[tuple, tuple[float, Path | None]] = {}  # (hub id, revision) -> (when looked up, folder)
+_snapshots: dict[tuple, tuple[float, Path | None]] = {}  # (hub id, revision, cache) -> (when looked up, folder)
 # A hub id's cached snapshot is looked up again after this long (a download may have moved the ref).
 SNAPSHOT_TTL_S = 30.0
 
@@ -73,7 +73,9 @@ def _cached_snapshot(model: str, revision: str | None) -> Path | None:
     """The local cache's snapshot folder of hub id ``model`` at ``revision``, without any network call."""
     if model.count("/") != 1 or "://" in model:
         return None
-    key = (model, revision)
+    from huggingface_hub import constants
+
+    key = (model, revision, constants.HF_HUB_CACHE)
     with _lock:
         when, folder = _snapshots.get(key, (-SNAPSHOT_TTL_S, None))
     if time.monotonic() - when < SNAPSHOT_TTL_S:
