@@ -170,7 +170,8 @@ def existing_fields_notice(inputs: types.Object, dataset, fields: list[str]) -> 
         inputs.view("existing_fields", types.Notice(
             label=f"Existing fields: {', '.join(existing)}",
             description="Samples already done with these settings are skipped; the others get new values "
-                        "there. Turn on 'Recompute done samples' to redo them all.",
+                        "there. Turn on 'Recompute done samples' to redo them all. Labels you added or "
+                        "corrected there are kept either way.",
         ))
 
 
