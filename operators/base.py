@@ -132,7 +132,9 @@ class ModelOperator(SdkCallable, foo.Operator):
         except BaseException as error:
             record.finish("failed", {}, f"{type(error).__name__}: {error}")
             raise
-        record.finish(outcome["status"], outcome)
+        failed = outcome["status"] == "failed"
+        record.finish(outcome["status"], outcome,
+                      f"every sample failed ({outcome['failed']}): {outcome['errors'][0]}" if failed else None)
         display.show_marlin_labels(view, self.window_field(params))
         return outcome
 

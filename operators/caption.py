@@ -3,6 +3,11 @@
 Writes, per sample: ``marlin_events`` (``TemporalDetections``, one per event, label = description),
 ``marlin_scene`` (the Scene paragraph) and ``marlin_caption`` (the raw answer). Field names are
 parameters.
+
+A rerun replaces only what Marlin wrote and nobody changed (:func:`.adapters.labels.marlin_owns`): events
+the user added or corrected, and a scene or caption text the user edited, stay, with or without
+``overwrite``. ``overwrite`` redoes samples already done with the same settings, and lets a run add its
+labels to a field holding only someone else's (refused otherwise, :mod:`.run.validation`).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from marlin_core.contract import CAPTION_PROMPT
 from .app import forms, placements
 from .run import scheduling
 from .base import ModelOperator
-from .adapters.labels import caption_to_detections, is_marlin_label
+from .adapters.labels import TEXT_HASHES, caption_to_detections, is_marlin_label, owns_text, user_detections
 from .run.params import CaptionParams
 from .run.processing import UNTOUCHED, partial_field
 from .run.runs import settings_fingerprint
 
 OPERATION = "caption"
+# Set on events written without their scene and caption (the zoo model's ``output="labels"``).
+EVENTS_ONLY = "marlin_events_only"
 DEFAULTS = {
     "events_field": "marlin_events",
     "scene_field": "marlin_scene",
@@ -100,7 +107,9 @@ class CaptionVideos(ModelOperator):
         """
         events = sample[params.events_field] if sample.has_field(params.events_field) else None
         if is_marlin_label(events):
-            done = events.marlin_settings == settings_fingerprint(self.settings(params))
+            # ``apply_model(output="labels")`` writes the events only: not a whole caption
+            done = events.marlin_settings == settings_fingerprint(self.settings(params)) \
+                and not (events.has_field(EVENTS_ONLY) and events[EVENTS_ONLY])
             return None if done and not params.overwrite else True
         occupied = any(sample.has_field(name) and sample[name] not in (None, "") for name in params.label_fields)
         return UNTOUCHED if occupied and not params.overwrite else True
@@ -120,8 +129,16 @@ class CaptionVideos(ModelOperator):
         if self.todo(sample, params) is UNTOUCHED:
             return {}  # someone wrote their own labels there while the model ran: theirs stay
         detections = caption_to_detections(result, job.metadata, settings_fingerprint(self.settings(params)))
-        return {params.events_field: detections, params.scene_field: result["scene"],
-                params.caption_field: result["caption"]}
+        events = sample[params.events_field] if sample.has_field(params.events_field) else None
+        detections.detections = user_detections(events) + list(detections.detections)
+        updates = {params.events_field: detections}
+        for kind, name in (("scene", params.scene_field), ("caption", params.caption_field)):
+            current = sample[name] if sample.has_field(name) else None
+            if owns_text(events if is_marlin_label(events) else None, kind, current):
+                updates[name] = result[kind]
+            else:  # the user's text stays; no hash, so it stays the user's on later runs too
+                detections.set_field(TEXT_HASHES[kind], None)
+        return updates
 
     def window_field(self, params: CaptionParams) -> str:
         return params.events_field

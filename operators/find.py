@@ -18,7 +18,7 @@ from marlin_core.queries import parse_queries
 from .app import forms, placements
 from .run import scheduling
 from .base import ModelOperator
-from .adapters.labels import find_to_detection, is_marlin_label
+from .adapters.labels import find_to_detection, marlin_owns
 from .run.params import FindParams
 from .run.processing import UNTOUCHED, partial_field
 from .run.runs import settings_fingerprint
@@ -46,21 +46,22 @@ def searched_queries(sample, field: str) -> dict[str, str]:
 def merge_answers(sample, answers: list[dict], params: FindParams, metadata, fingerprint: str) -> dict:
     """``{find field, not-found field}`` after adding ``answers`` to what the sample holds now.
 
-    Each answered query replaces only Marlin's earlier answer to that query; the other detections
-    (other queries, other runs' answers written meanwhile, labels someone made) keep their ids. A
-    query already answered with the same settings by a concurrent run keeps that answer (no duplicate);
-    a query someone labelled by hand is not replaced unless ``overwrite``.
+    Each answered query replaces only Marlin's earlier answer to that query, and only when nobody changed
+    it (:func:`.adapters.labels.marlin_owns`); the other detections (other queries, other runs' answers
+    written meanwhile, labels someone made or corrected) keep their ids. A query already answered with the
+    same settings by a concurrent run keeps that answer (no duplicate); a query someone labelled by hand
+    is not asked again unless ``overwrite``, and even then their label stays beside Marlin's.
     """
     labels = sample[params.find_field] if sample.has_field(params.find_field) else None
     existing = list(labels.detections) if labels is not None else []
     searched = searched_queries(sample, params.find_field)
-    hand_made = {d.label for d in existing if not is_marlin_label(d)}
+    hand_made = {d.label for d in existing if not marlin_owns(d)}
     asked = [a for a in answers
              if params.overwrite or (searched.get(a["query"]) != fingerprint and a["query"] not in hand_made)]
     if not asked:
         return {}
     queries = {a["query"] for a in asked}
-    kept = [d for d in existing if d.label not in queries or not (is_marlin_label(d) or params.overwrite)]
+    kept = [d for d in existing if d.label not in queries or not marlin_owns(d)]
     previous_missing = sample[params.not_found_field] if sample.has_field(params.not_found_field) else None
     not_found = [q for q in previous_missing or [] if q not in queries]
     for answer in asked:
@@ -140,7 +141,7 @@ class FindEvents(ModelOperator):
         """The queries still to ask; None when all are done; ``UNTOUCHED`` when hand-made labels block all."""
         searched = searched_queries(sample, params.find_field)
         labels = sample[params.find_field] if sample.has_field(params.find_field) else None
-        hand_made = {d.label for d in (labels.detections if labels is not None else []) if not is_marlin_label(d)}
+        hand_made = {d.label for d in (labels.detections if labels is not None else []) if not marlin_owns(d)}
         fingerprint = self._fingerprint(params)
         if params.overwrite:
             return list(params.queries)

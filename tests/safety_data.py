@@ -2,7 +2,7 @@
 
 Every dataset mixes what a user meets: ordinary clips, a clip whose fields hold labels the user made, a
 file that is not a video, a clip with stale stored metadata, and a clip with Marlin labels of older
-settings. Every sample carries user data (a ``note`` field and a tag) that no run may change.
+settings (stamped as Marlin writes them). Every sample carries user data (a ``note`` field and a tag) that no run may change.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections import Counter
 
 import fiftyone as fo
 
+from operators.adapters.labels import marlin_owns, stamp
 from operators.run.runs import run_history
 from tiny_model import TRAINED_TARGETS
 
@@ -50,10 +51,15 @@ def make_dataset(color_videos, broken, folder, clips: int = 6) -> tuple[fo.Datas
                                       frame_height=64)
     stale.save()
     older = dataset[roles["older"]]
+    # Marlin's labels of older settings, beside which the user added one and corrected another
+    corrected = stamp(fo.TemporalDetection(label="old event 2", support=[2, 3]))
+    corrected.label = "old event 2, corrected"
     older["marlin_events"] = fo.TemporalDetections(
-        detections=[fo.TemporalDetection(label="old event", support=[1, 2])], marlin_settings="older")
+        detections=[stamp(fo.TemporalDetection(label="old event", support=[1, 2])), corrected,
+                    fo.TemporalDetection(label="added by me", support=[1, 4])], marlin_settings="older")
     older["marlin_find"] = fo.TemporalDetections(
-        detections=[fo.TemporalDetection(label=RED_QUERY, support=[1, 2], marlin_settings="older")],
+        detections=[stamp(fo.TemporalDetection(label=RED_QUERY, support=[1, 2], marlin_settings="older")),
+                    fo.TemporalDetection(label="my own query", support=[2, 4])],
         searched=[[RED_QUERY, "older"]])
     older.save()
     return dataset, roles
@@ -70,11 +76,22 @@ def user_part(doc: dict) -> dict:
             if key not in MARLIN_FIELDS and key != "ev" and not key.startswith("ev_")}
 
 
+def user_labels(doc: dict, field: str) -> list[dict]:
+    """The detections of ``field`` that are the user's (no Marlin hash, or content changed since), as stored."""
+    labels = doc.get(field) or {}
+    return [d for d in labels.get("detections", []) if not marlin_owns(fo.TemporalDetection.from_dict(d))]
+
+
 def assert_user_data_kept(before: dict, after: dict, roles: dict) -> None:
-    """User fields of every sample, and the hand-made labels, are exactly as they were (text, ids, attributes)."""
+    """User fields of every sample, and the hand-made labels, are exactly as they were (text, ids, attributes).
+
+    Hand-made labels include those a user added to, or corrected in, Marlin's own fields (every sample).
+    """
     assert set(after) == set(before)
     for sample_id, doc in before.items():
         assert user_part(after[sample_id]) == user_part(doc), sample_id
+        for field in ("marlin_events", "marlin_find"):
+            assert user_labels(after[sample_id], field) == user_labels(doc, field), (sample_id, field)
     hand_made = roles["hand_made"]
     for field in ("marlin_events", "marlin_scene"):
         assert after[hand_made].get(field) == before[hand_made].get(field)
@@ -90,8 +107,10 @@ def caption_state(docs: dict, roles: dict) -> dict[str, list]:
         if sample_id == roles["hand_made"] or not events or events.get("marlin_settings") in (None, "older"):
             continue
         # a caption is written in one update: events, scene and raw answer together
-        assert len(events["detections"]) == 2 and doc.get("marlin_scene") and doc.get("marlin_caption"), doc
-        done[sample_id] = [d["_id"] for d in events["detections"]]
+        mine = [d["_id"] for d in user_labels(doc, "marlin_events")]
+        marlin = [d["_id"] for d in events["detections"] if d["_id"] not in mine]
+        assert len(marlin) == 2 and doc.get("marlin_scene") and doc.get("marlin_caption"), doc
+        done[sample_id] = marlin
     return done
 
 

@@ -106,3 +106,6 @@ def test_a_field_holding_labels_someone_made_is_kept(user_dataset, trained_model
     assert forced["done"] == 1
     assert user_dataset.first()["marlin_events"].marlin_settings
     assert samples_with_foreign_labels(user_dataset, "marlin_events") == 0
+    # overwrite adds Marlin's labels beside the user's; theirs stay as they were
+    mine = [d for d in _stored(user_dataset)[0]["marlin_events"]["detections"] if "marlin_hash" not in d]
+    assert mine == before[0]["marlin_events"]["detections"]

@@ -210,3 +210,52 @@ def test_without_weights_or_network_the_error_says_what_to_do(zoo_dir):
     message = str(caught.value)
     assert f"cannot download {MODEL} to {model_path}" in message
     assert "hf auth login" in message and "link local weights to that path" in message
+
+
+def test_apply_model_records_a_run_and_events_only_labels_are_not_a_caption(
+    zoo_dir, dataset, trained_model_dir, color_videos, broken, tmp_path
+):
+    """Issue 24 #13: apply_model is a run (marlin_runs + FiftyOne run); output='labels' is redone by caption."""
+    from operators.run.runs import run_history
+
+    copy_source(zoo_dir)
+    install_weights(trained_model_dir)
+    add_videos(dataset, [color_videos["red"], color_videos["blue"]])
+    model = foz.load_zoo_model(MODEL, operation="caption", cache=False)  # output="labels": the events only
+    dataset.apply_model(model, label_field="marlin_events")
+    (record,) = run_history(dataset)
+    assert record["operation"] == "zoo_caption" and record["status"] == "completed"
+    assert record["outcome"]["done"] == 2 and record["model"]["name_or_path"]
+    dataset.reload()
+    config = dataset.get_run_info("marlin_zoo_caption").config
+    assert config.settings["output"] == "labels" and config.settings["weights"].startswith("weights:")
+    assert not dataset.has_sample_field("marlin_scene")
+
+    # the operator, given the same weights under another path, does the captions the zoo left half done
+    other_path = tmp_path / "same-weights"
+    other_path.symlink_to(trained_model_dir, target_is_directory=True)
+    outcome = foo.get_operator("@marlin/marlin/caption")(dataset, model=str(other_path))
+    assert outcome["done"] == 2 and outcome["skipped"] == 0, outcome
+    assert all(sample["marlin_scene"] and sample["marlin_caption"] for sample in dataset)
+
+    # output="fields" writes a whole caption: the operator skips those samples whatever the path
+    fields_dataset = fo.Dataset()
+    try:
+        add_videos(fields_dataset, [color_videos["red"], color_videos["blue"]])
+        fields_model = foz.load_zoo_model(MODEL, operation="caption", output="fields", cache=False)
+        fields_dataset.apply_model(fields_model, label_field="marlin")
+        outcome = foo.get_operator("@marlin/marlin/caption")(fields_dataset, model=str(other_path))
+        assert outcome["skipped"] == 2 and outcome["done"] == 0, outcome
+    finally:
+        fields_dataset.delete()
+
+    # every video failing: the run is failed, and the FiftyOne run still describes the labels
+    failing = fo.Dataset()
+    try:
+        add_videos(failing, [broken["garbage"]])
+        failing.apply_model(model, label_field="marlin_events")
+        (record,) = run_history(failing)
+        assert record["status"] == "failed" and "every sample failed (1)" in record["error"]
+        assert "marlin_zoo_caption" not in failing.list_runs()
+    finally:
+        failing.delete()

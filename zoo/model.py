@@ -10,6 +10,11 @@ passed to video models): the model reads the file path from the reader and decod
 Marlin's own preprocessing. ``predict_all`` batches ``batch_size`` videos per ``generate`` call for
 callers that hand it several videos. A video that cannot be read raises, so ``skip_failures``
 decides: skip it (labels it had stay) or stop.
+
+Each ``apply_model`` call is a run with a record like the operators' (``marlin_runs``, and the FiftyOne
+run ``marlin_zoo_<operation>`` on the dataset when it did not fail): ``apply_model`` enters the model as a
+context manager around the samples, and ``predict`` receives each sample. ``output="labels"`` writes the
+events without scene and caption, so those labels are marked and a caption operator run redoes them.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from marlin_core.contract import CAPTION_PROMPT, FIND_PROMPT_TEMPLATE
 from marlin_core.windows import DEFAULT_WINDOW_S
 
 from ..operators.caption import DEFAULTS as CAPTION_DEFAULTS
+from ..operators.caption import EVENTS_ONLY
 from ..operators.find import DEFAULTS as FIND_DEFAULTS
 from marlin_core.queries import parse_queries
-from ..operators.adapters.labels import caption_to_detections, find_answers_to_detections
+from ..operators.adapters.labels import TEXT_HASHES, caption_to_detections, find_answers_to_detections
 from ..operators.run.models import get_marlin
 from ..operators.run.params import ModelParams
 from ..operators.run.processing import checked_metadata
-from ..operators.run.runs import settings_fingerprint
+from ..operators.run.runs import RunRecord, settings_fingerprint
 
 __all__ = ["OPERATIONS", "OUTPUTS", "MarlinModelSettings", "MarlinVideoModel"]
 
@@ -116,6 +122,46 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
             settings.weights, device=settings.device, revision=settings.revision
         )
         self.fingerprint = settings_fingerprint(settings.operator_settings())
+        self._record: RunRecord | None = None
+        self._outcome: dict = {}
+
+    # ------------------------------------------------------------------ a run per apply_model
+
+    def __enter__(self):
+        self._record, self._outcome = None, {"done": 0, "skipped": 0, "failed": 0, "errors": []}
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        record, self._record = self._record, None
+        outcome, self._outcome = self._outcome, {}
+        if record is None:
+            return False
+        if kind is not None:
+            status = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
+            record.finish(status, outcome, f"{kind.__name__}: {error}")
+        elif outcome["failed"] and not outcome["done"]:
+            record.finish("failed", outcome, f"every sample failed ({outcome['failed']}): {outcome['errors'][0]}")
+        else:
+            record.finish("completed", outcome)
+        return False
+
+    def _note(self, sample, error: BaseException | None) -> None:
+        """Count one ``apply_model`` sample in the run record (started on the first one)."""
+        if sample is None or not self._outcome:
+            return
+        if self._record is None:
+            settings = dict(self.settings.operator_settings(), output=self.settings.output,
+                            queries=list(self.settings.queries))
+            self._record = RunRecord(sample._dataset, f"marlin_zoo_{self.settings.operation}",
+                                     f"zoo_{self.settings.operation}", settings).start()
+            self._record.set_model(self.marlin)
+        if error is None:
+            self._outcome["done"] += 1
+        else:
+            self._outcome["failed"] += 1
+            if len(self._outcome["errors"]) < 20:
+                self._outcome["errors"].append(f"{sample.filepath}: {error}")
+        self._record.heartbeat(dict(self._outcome))
 
     @property
     def media_type(self) -> str:
@@ -139,7 +185,13 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
 
     def predict(self, arg, sample=None):
         """Labels for one video (an ``FFmpegVideoReader`` from ``apply_model``, or a path); raises on failure."""
-        return self.predict_all([arg], samples=None if sample is None else [sample])[0]
+        try:
+            labels = self.predict_all([arg], samples=None if sample is None else [sample])[0]
+        except Exception as error:
+            self._note(sample, error)
+            raise
+        self._note(sample, None)
+        return labels
 
     def predict_all(self, args, samples=None) -> list:
         """Labels for several videos, ``batch_size`` per ``generate`` call (caption); raises the first failure."""
@@ -177,6 +229,9 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
         if self.settings.operation == "caption":
             events = caption_to_detections(result, metadata, self.fingerprint)
             if self.settings.output == "labels":
+                events.set_field(EVENTS_ONLY, True)  # no scene or caption beside them: not a whole caption
+                for attribute in TEXT_HASHES.values():
+                    events.set_field(attribute, None)
                 return events
             return {"events": events, "scene": result["scene"], "caption": result["caption"]}
         found, not_found = find_answers_to_detections(result, metadata, self.fingerprint)

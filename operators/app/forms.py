@@ -123,7 +123,9 @@ def run_inputs(inputs: types.Object) -> None:
     inputs.enum("device", device.values(), default="auto", view=device, label="Device",
                 description="auto = CUDA with bfloat16 when available, else MPS, else CPU with float32.")
     inputs.bool("overwrite", default=False, label="Recompute done samples",
-                description="By default, samples already done with the same settings are skipped.")
+                description="By default, samples already done with the same settings are skipped. Labels you "
+                            "made or corrected are kept either way; this also lets Marlin add its labels to a "
+                            "field holding only yours (ground truth, say), beside them.")
 
 
 def advanced_section(inputs: types.Object, expanded: bool = False) -> types.Object:
@@ -168,7 +170,8 @@ def existing_fields_notice(inputs: types.Object, dataset, fields: list[str]) -> 
         inputs.view("existing_fields", types.Notice(
             label=f"Existing fields: {', '.join(existing)}",
             description="Samples already done with these settings are skipped; the others get new values "
-                        "there. Turn on 'Recompute done samples' to redo them all.",
+                        "there. Turn on 'Recompute done samples' to redo them all. Labels you added or "
+                        "corrected there are kept either way.",
         ))
 
 

@@ -8,9 +8,12 @@ converts types once, after :mod:`.validation` has checked them, so the rest of a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from marlin_core.engine.loading import DEFAULT_MODEL
 from marlin_core.windows import DEFAULT_WINDOW_S
+
+from .identity import weights_identity
 
 __all__ = ["CaptionParams", "FindParams", "ModelParams", "SAMPLING_PARAMS", "given"]
 
@@ -62,11 +65,21 @@ class ModelParams:
         return dict(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, window_s=self.window_s,
                     **self.sampling)
 
+    @cached_property
+    def weights(self) -> str:
+        """What the model is (:func:`.identity.weights_identity`), looked up once per params object."""
+        return weights_identity(self.model, self.revision)
+
     def settings(self, prompt: str) -> dict:
-        """The settings that determine the model's answer (recorded in the run, fingerprinted)."""
+        """The settings that determine the model's answer (recorded in the run, fingerprinted).
+
+        ``weights`` is what the model is (:mod:`.identity`); the fingerprint uses it instead of the
+        ``model`` / ``revision`` strings, which only say where the weights were found.
+        """
         return {
             "model": self.model,
             "revision": self.revision,
+            "weights": self.weights,
             "prompt": prompt,
             "max_new_tokens": self.max_new_tokens,
             "do_sample": False,

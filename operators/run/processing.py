@@ -10,9 +10,12 @@ Safety rules it keeps:
   resumes, and a concurrent run's answers are merged rather than overwritten;
 * a failure writes the cause to that sample's error field only and never removes labels it had before;
   anything about one sample (file, metadata, result) becomes that sample's error, never the run's;
-* labels Marlin did not make are kept unless ``overwrite`` (the operator's ``todo`` says ``UNTOUCHED``);
+* labels Marlin did not make, or that the user changed, are kept, ``overwrite`` or not
+  (:func:`..adapters.labels.marlin_owns`); a sample whose labels are all someone else's is left alone
+  unless ``overwrite`` (the operator's ``todo`` says ``UNTOUCHED``);
 * the run has a record from its first moment (:class:`.runs.RunRecord`), ended as completed, failed
-  or interrupted (a delegated run marked failed/cancelled stops between samples).
+  or interrupted (a delegated run marked failed/cancelled stops between samples); a run in which every
+  sample it tried failed (a dead server) is ``failed``, so it never replaces the record of the labels.
 """
 
 from __future__ import annotations
@@ -226,6 +229,8 @@ def run_model(ctx, operator, params, view, record: RunRecord,
             yield from _process(ctx, operator, params, dataset, jobs, marlin, record, outcome, should_stop)
         except Interrupted:
             status = "interrupted"
+    if status == "completed" and outcome.failed and not outcome.done:
+        status = "failed"  # nothing written: the labels are still those of an earlier run (runs.RunRecord)
     return dict(outcome.as_dict(), run_key=params.run_key, status=status)
 
 

@@ -53,7 +53,13 @@ def package_versions() -> dict[str, str]:
 
 
 def settings_fingerprint(settings) -> str:
-    """Short stable hash of the settings that determine the model's answer."""
+    """Short stable hash of the settings that determine the model's answer.
+
+    With ``weights`` (what the model is) present, the strings naming the model are left out, so the same
+    weights under another path or name give the same fingerprint.
+    """
+    if isinstance(settings, dict) and settings.get("weights"):
+        settings = {k: v for k, v in settings.items() if k not in ("model", "revision")}
     encoded = json.dumps(settings, sort_keys=True, default=str).encode()
     return hashlib.sha1(encoded).hexdigest()[:12]
 

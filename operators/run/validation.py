@@ -16,6 +16,7 @@ from marlin_core.queries import parse_queries, query_problem
 from marlin_core.windows import DEFAULT_OVERLAP_S
 
 from ..adapters.evaluation import foreign_copy_fields
+from ..adapters.labels import field_ownership, samples_with_foreign_text
 from ..adapters.review import holds_reviewed_labels
 
 __all__ = ["RESERVED_FIELDS", "check", "problems"]
@@ -102,6 +103,33 @@ def _field_problems(operation: str, values: dict, dataset) -> dict[str, str]:
         elif (reason := _type_problem(dataset, name, kind)) is not None:
             found[param] = f"{reason} (written beside this field)"
     return found
+
+
+def _ownership_problems(operation: str, values: dict, dataset, found: dict) -> dict[str, str]:
+    """Output fields holding only labels Marlin did not make (ground truth, say): written only with overwrite.
+
+    A field carrying Marlin's default name, or holding Marlin's labels on some sample, is Marlin's: a user's
+    labels inside it are kept label by label (:mod:`operators.adapters.labels`). Any other field holding
+    values is someone else's, and a run adds its labels there only with ``overwrite`` (still keeping theirs).
+    """
+    if dataset is None or values.get("overwrite"):
+        return {}
+    problems_found = {}
+    events = values.get("events_field") or "marlin_events"
+    for param, default, kind in OUTPUTS[operation]:
+        name = values.get(param) or default
+        if param == "error_field" or param in found or name == default:
+            continue
+        if kind is TEMPORAL:
+            marlin, foreign = field_ownership(dataset, name)
+            foreign = foreign if not marlin else 0
+        else:
+            foreign = samples_with_foreign_text(dataset, name, events)
+        if foreign:
+            problems_found[param] = (
+                f"'{name}' holds values Marlin did not make on {foreign} sample(s); Marlin writes into such a "
+                "field only with overwrite ('Recompute done samples'), and keeps those values even then")
+    return problems_found
 
 
 def _number(values: dict, name: str, *, integer: bool = False):
@@ -199,6 +227,7 @@ def problems(operation: str, params: dict, dataset: fo.Dataset | None) -> dict[s
         return _evaluate_problems(values, dataset)
     found = _model_problems(values)
     found.update(_field_problems(operation, values, dataset))
+    found.update(_ownership_problems(operation, values, dataset, found))
     if operation == "find":
         found.update(_query_problems(values))
     return found
