@@ -133,10 +133,10 @@ def earlier_results_warning(view, params: dict) -> str | None:
     """A warning when a search of the same name already has results: those in ``view`` will be replaced."""
     field, name = params.get("search_field") or DEFAULTS["search_field"], str(params.get("view_name") or "")
     dataset = view._root_dataset
-    inside = samples_with_search(view, field, name)
+    inside = len(samples_with_search(view, field, name))
     if not inside:
         return None
-    outside = samples_with_search(dataset, field, name) - inside
+    outside = len(samples_with_search(dataset, field, name)) - inside
     return (f"An earlier search named '{name}' has results on {inside} sample(s) of this view: they are replaced"
             + (f"; its results on {outside} sample(s) outside this view are kept (and stay in the saved view)"
                if outside else "") + ". Choose another name to keep both.")
@@ -254,14 +254,18 @@ class SearchLibrary(SdkCallable, foo.Operator):
 
         ensure_fields(dataset, {field: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
                                 params["error_field"]: dict(ftype=fo.StringField)})
+        earlier = set(samples_with_search(view, field, name))
         run_id = uuid.uuid4().hex
         writer = MomentWriter(name, run_id, field, params["error_field"], search.threshold,
                               settings_fingerprint(settings),
                               lambda sample_id, answer: score_answer(sample_id, answer, index, relevance),
                               update_sample)
         outcome = self._find_and_score(ctx, asked, model_params, writer, record)
-        # earlier results of this search are replaced in the view searched, never outside it
-        summary["replaced"] = remove_search(view, field, name, run_id, outcome.pop("failed_ids"), update_sample)
+        # earlier results of this search are replaced in the view searched, never outside it; a sample whose
+        # search failed this time keeps them
+        failed_ids = outcome.pop("failed_ids")
+        remove_search(view, field, name, run_id, failed_ids, update_sample)
+        summary["replaced"] = len(earlier - failed_ids)
         show_marlin_labels(dataset, field)
         declare_search_attributes(dataset, field)
         clips = ranked_clips_view(dataset, field, name)

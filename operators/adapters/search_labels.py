@@ -143,12 +143,12 @@ def replace_search(sample: fo.Sample, field: str, search: str,
     return labels
 
 
-def samples_with_search(collection, field: str, search: str) -> int:
-    """How many samples of ``collection`` hold Marlin's results of the search named ``search``."""
+def samples_with_search(collection, field: str, search: str) -> list[str]:
+    """The ids of the samples of ``collection`` holding Marlin's results of the search named ``search``."""
     if field not in collection.get_field_schema():
-        return 0
-    return len(collection.match(F(f"{field}.detections").filter(
-        (F("search") == search) & F("marlin_settings").exists()).length() > 0))
+        return []
+    return collection.match(F(f"{field}.detections").filter(
+        (F("search") == search) & F("marlin_settings").exists()).length() > 0).values("id")
 
 
 def foreign_samples(collection, field: str) -> tuple[int, int]:
