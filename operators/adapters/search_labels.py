@@ -9,7 +9,14 @@ that wrote it. Detections of other searches in the same field, and labels Marlin
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import os
+import time
+
 import fiftyone as fo
+import fiftyone.core.odm as foo_odm
+import pymongo.errors
 from fiftyone import ViewField as F
 
 from collections.abc import Callable
@@ -210,17 +217,42 @@ def ranked_clips_view(dataset: fo.Dataset, field: str, search: str, *, present_o
             .sort_by(F(f"{field}.confidence"), reverse=True))
 
 
-def save_view(dataset: fo.Dataset, name: str, view, attempts: int = 5) -> None:
-    """Save ``view`` as ``name``, checking it is there afterwards.
+# A held lock older than this was left by a killed process (saving a view takes milliseconds).
+LOCK_STALE_S = 60.0
 
-    FiftyOne appends the view to the dataset document's list after a targeted reload; a second process
-    saving another view at the same moment can still drop it, so the save is checked and repeated.
+
+@contextlib.contextmanager
+def _saved_views_lock(dataset: fo.Dataset, timeout_s: float = 120.0):
+    """Serialise saved-view writes on ``dataset`` across processes (a document in ``marlin_locks``).
+
+    FiftyOne's ``save_view`` re-reads the dataset's list of saved views, appends, and writes the whole
+    list back: two processes saving views at the same moment can drop one. Marlin's own writers take
+    this lock around it; a lock whose holder was killed expires after :data:`LOCK_STALE_S`.
     """
-    for _ in range(attempts):
-        dataset.save_view(name, view, overwrite=True)
+    locks = foo_odm.get_db_conn()["marlin_locks"]
+    key = f"saved_views:{dataset._doc.id}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        locks.delete_one({"_id": key, "taken_at": {"$lt": now - datetime.timedelta(seconds=LOCK_STALE_S)}})
+        try:
+            locks.insert_one({"_id": key, "taken_at": now, "pid": os.getpid()})
+            break
+        except pymongo.errors.DuplicateKeyError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dataset {dataset.name!r}: another process kept saving views") from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        locks.delete_one({"_id": key, "pid": os.getpid()})
+
+
+def save_view(dataset: fo.Dataset, name: str, view) -> None:
+    """Save ``view`` as ``name`` (replacing a saved view of that name) without losing another process's view."""
+    with _saved_views_lock(dataset):
         dataset.reload()
-        if dataset.has_saved_view(name):
-            return
+        dataset.save_view(name, view, overwrite=True)
 
 
 def declare_search_attributes(dataset: fo.Dataset, field: str) -> None:
