@@ -179,10 +179,10 @@ class SearchLibrary(SdkCallable, foo.Operator):
         inputs.str("view_name", default=DEFAULTS["view_name"], label="Saved view",
                    description="Name of the saved clips view of the results. A new search of that name replaces its "
                                "results in the videos searched (a warning says so first); others are kept.")
-        forms.run_inputs(inputs)  # device, and overwrite: recaption the videos already captioned
         if view is not None and (warning := earlier_results_warning(view, params)) is not None:
             inputs.view("earlier_results", types.Warning(label="Earlier results will be replaced",
                                                          description=warning))
+        forms.run_inputs(inputs)  # device, and overwrite: recaption the videos already captioned
         advanced = forms.advanced_section(inputs, expanded=forms.opens_advanced(problems))
         advanced.bool("exhaustive", default=False, label="Exhaustive",
                       description="Ask every video every query (no captioning, no ranking): videos x queries calls.")
