@@ -189,6 +189,8 @@ def _bad_input(args) -> list[str]:
             problems.append(str(error))
     if (problem := device_problem(args.device)) is not None:
         problems.append(problem)
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        problems.append(f"--max-new-tokens {args.max_new_tokens}: at least 1 (leave it out for the default)")
     if args.window <= DEFAULT_OVERLAP_S:
         problems.append(f"--window {args.window:g}: windows must be longer than their {DEFAULT_OVERLAP_S:g} s overlap")
     return problems

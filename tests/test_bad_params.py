@@ -40,6 +40,7 @@ CAPTION_CASES = [
     (dict(batch_size=0), "batch_size"),
     (dict(max_new_tokens=0), "max_new_tokens"),
     (dict(run_key="my run"), "run_key"),
+    (dict(prompt="Describe <|video_pad|> this clip."), "prompt"),
 ]
 FIND_CASES = [
     (dict(queries=[]), "queries"),
@@ -54,6 +55,17 @@ FIND_CASES = [
     (dict(queries=["red light"], find_field="marlin_error"), "error_field"),  # the default error field
     (dict(queries=["red light"], window_s=0), "window_s"),
     (dict(queries=["red light"], fps=0), "fps"),
+]
+SEARCH_CASES = [
+    (dict(queries=["red light"], search_field="note"), "search_field"),  # exists as a string field
+    (dict(queries=["red light"], search_field="filepath"), "search_field"),
+    (dict(queries=["red light"], events_field="note"), "events_field"),
+    (dict(queries=["red light"], error_field="filepath"), "error_field"),
+    (dict(queries=["red light"], search_field="marlin_events"), "events_field"),  # the default events field
+    (dict(queries=["red light"], fps=-1), "fps"),
+    (dict(queries=["red light"], max_new_tokens=-1), "max_new_tokens"),
+    (dict(queries=["red <|video_pad|> light"]), "queries"),
+    (dict(queries=[]), "queries"),
 ]
 
 
@@ -72,7 +84,8 @@ def _stored(dataset) -> list:
 
 
 @pytest.mark.parametrize("operation, params, where",
-                         [("caption", p, w) for p, w in CAPTION_CASES] + [("find", p, w) for p, w in FIND_CASES])
+                         [("caption", p, w) for p, w in CAPTION_CASES] + [("find", p, w) for p, w in FIND_CASES]
+                         + [("search", dict(p, exhaustive=True), w) for p, w in SEARCH_CASES])
 def test_bad_parameter_is_refused_before_work(operation, params, where, user_dataset, trained_model_dir):
     before, fields = _stored(user_dataset), set(user_dataset.get_field_schema())
     assert where in problems(operation, params, user_dataset)

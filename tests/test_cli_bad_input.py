@@ -40,6 +40,8 @@ CASES = {
     "text file": (["caption", "{text}"], "{text}"),
     "zero window": (["caption", "{red}", "--window", "0"], "--window"),
     "window inside the overlap": (["find", "{red}", "red light", "--window", "10"], "--window"),
+    "zero new tokens": (["caption", "{red}", "--max-new-tokens", "0"], "--max-new-tokens 0"),
+    "negative new tokens": (["find", "{red}", "red light", "--max-new-tokens", "-1"], "--max-new-tokens -1"),
 }
 
 

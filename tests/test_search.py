@@ -49,6 +49,9 @@ def test_a_broken_video_is_reported_not_raised(library, trained_marlin, tmp_path
 
 def test_check_queries_tidies_and_rejects():
     assert check_queries(["red  light", "red light", " ", "blue sky"]) == ["red light", "blue sky"]
+    # a plain string is text: one query per line, never one query per letter
+    assert check_queries("blue sky") == ["blue sky"]
+    assert check_queries("red light\n\nblue  sky\n") == ["red light", "blue sky"]
     with pytest.raises(SearchError, match="at least one query"):
         check_queries(["", "  "])
     # the special-token rule find applies holds for search too, for one query or among others

@@ -23,7 +23,7 @@ from pathlib import Path
 from .caption_index import CaptionIndex, CaptionedVideo
 from ..errors import MarlinError
 from .presence import DEFAULT_THRESHOLD, PresenceScore, presence_score
-from ..queries import query_problem
+from ..queries import parse_queries, query_problem
 from .ranking import (DEFAULT_TOP_K, Bm25Ranker, Candidate, EmbeddingRanker, Ranker, queries_by_video,
                       select_candidates)
 from .relevance import EmbeddingRelevance, LexicalRelevance, TextRelevance
@@ -107,14 +107,14 @@ class SearchResult:
     cost: SearchCost = field(default_factory=SearchCost)
 
 
-def check_queries(queries: Sequence[str]) -> list[str]:
+def check_queries(queries: Sequence[str] | str) -> list[str]:
     """The queries, whitespace tidied and duplicates dropped.
 
     Raises:
         SearchError: no query, a query spelling a special token (the rule find applies,
             :func:`marlin_core.queries.query_problem`), or one made only of stop words (nothing to rank by).
     """
-    tidy = list(dict.fromkeys(" ".join(str(q).split()) for q in queries if str(q).strip()))
+    tidy = parse_queries(queries)  # a plain string is text (one query per line), never one query per letter
     if not tidy:
         raise SearchError("search needs at least one query")
     problems = [problem for query in tidy if (problem := query_problem(query))]

@@ -1,4 +1,4 @@
-"""Many workers, one dataset: a caption or find run split into delegated operations over disjoint shards.
+"""Many workers, one dataset: a caption, find or search run split into delegated operations over disjoint shards.
 
 ``queue_shards(uri, view, shards=N, **params)`` cuts the view's samples (sorted by id) into N disjoint,
 near-equal sets and queues one delegated operation per set, each under its own run key
@@ -17,8 +17,9 @@ from __future__ import annotations
 import fiftyone.operators as foo
 
 from .runs import run_history
+from .validation import check
 
-__all__ = ["queue_shards", "shard_ids", "shard_outcome", "shard_run_key"]
+__all__ = ["check_params", "queue_shards", "shard_ids", "shard_outcome", "shard_run_key"]
 
 COUNTS = ("done", "skipped", "failed")
 
@@ -43,18 +44,22 @@ def shard_run_key(run_key: str, index: int, shards: int) -> str:
 
 
 def queue_shards(operator_uri: str, sample_collection, shards: int, **params) -> list[str]:
-    """Queue ``operator_uri`` (caption or find) as one delegated operation per shard; their ids, in shard order.
+    """Queue ``operator_uri`` (caption, find or search) as one delegated operation per shard; their ids, in order.
+
+    Every parameter is checked first, as the operator's own run would (nothing queued when one is bad).
 
     Args:
-        operator_uri: ``"@marlin/marlin/caption"`` or ``"@marlin/marlin/find"``.
+        operator_uri: ``"@marlin/marlin/caption"``, ``".../find"`` or ``".../search"`` (each shard saves and
+            adds to the same view: the saved view shows every shard's results).
         sample_collection: the dataset or view to process.
         shards: how many operations (workers that can share the run).
         **params: the operator's parameters (``run_key`` names the whole run; each shard gets its own key).
     """
     operator = foo.get_operator(operator_uri)
-    run_key = params.pop("run_key", None) or operator.DEFAULTS["run_key"]
     view = sample_collection.view()
     dataset = view._root_dataset
+    check_params(operator, params, view)  # nothing is queued when a parameter is bad
+    run_key = params.pop("run_key", None) or operator.DEFAULTS["run_key"]
     queued = []
     cuts = shard_ids(view, shards)
     for index, ids in enumerate(cuts):
@@ -67,6 +72,19 @@ def queue_shards(operator_uri: str, sample_collection, shards: int, **params) ->
         result.raise_exceptions()
         queued.append(str(result.result["id"]))
     return queued
+
+
+def check_params(operator, params: dict, view) -> None:
+    """The checks the operator's own run makes first (:mod:`.validation`), made before anything is queued.
+
+    An operator with checks of its own beyond the shared ones (search: its settings, the view) exposes
+    them as ``check_request(params, view)``; the others are checked by name.
+    """
+    own = getattr(operator, "check_request", None)
+    if own is not None:
+        own(dict(params), view)
+    else:
+        check(operator.config.name, dict(params), view._root_dataset)
 
 
 def shard_outcome(dataset, run_key: str, shards: int) -> dict:

@@ -12,7 +12,7 @@ import math
 
 import fiftyone as fo
 
-from marlin_core.queries import parse_queries, query_problem
+from marlin_core.queries import SPECIAL_TOKEN_PATTERN, parse_queries, query_problem
 from marlin_core.windows import DEFAULT_OVERLAP_S
 
 from ..adapters.evaluation import foreign_copy_fields
@@ -37,6 +37,9 @@ OUTPUTS = {
     "caption": (("events_field", "marlin_events", TEMPORAL), ("scene_field", "marlin_scene", fo.StringField),
                 ("caption_field", "marlin_caption", fo.StringField), ("error_field", "marlin_error", fo.StringField)),
     "find": (("find_field", "marlin_find", TEMPORAL), ("error_field", "marlin_error", fo.StringField)),
+    # search writes its results and errors; it reads the caption fields (and fills them for uncaptioned videos)
+    "search": (("search_field", "marlin_search", TEMPORAL), ("events_field", "marlin_events", TEMPORAL),
+               ("scene_field", "marlin_scene", fo.StringField), ("error_field", "marlin_error", fo.StringField)),
 }
 
 
@@ -187,6 +190,17 @@ def _query_problems(values: dict) -> dict[str, str]:
     return {"queries": "; ".join(bad)} if bad else {}
 
 
+def _prompt_problems(values: dict) -> dict[str, str]:
+    """A caption prompt spelling a control token (``<|video_pad|>``) would break every sample's chat prompt."""
+    prompt = values.get("prompt")
+    if prompt in (None, ""):
+        return {}
+    if not isinstance(prompt, str):
+        return {"prompt": f"{prompt!r} is not text"}
+    found = SPECIAL_TOKEN_PATTERN.search(prompt)
+    return {"prompt": f"contains the special token text {found.group()!r}; remove it"} if found else {}
+
+
 def _evaluate_problems(values: dict, dataset) -> dict[str, str]:
     found = _range_problems(values, (("iou", False, lambda v: 0 < v <= 1, "the tIoU threshold must be in (0, 1]"),))
     if values.get("mode") not in (None, "") and values.get("mode") not in MODES:
@@ -212,7 +226,7 @@ def _evaluate_problems(values: dict, dataset) -> dict[str, str]:
 
 
 def problems(operation: str, params: dict, dataset: fo.Dataset | None) -> dict[str, str]:
-    """Every problem of ``params`` for ``operation`` (``caption``, ``find`` or ``evaluate``).
+    """Every problem of ``params`` for ``operation`` (``caption``, ``find``, ``search`` or ``evaluate``).
 
     Args:
         operation: the operator's name.
@@ -230,6 +244,10 @@ def problems(operation: str, params: dict, dataset: fo.Dataset | None) -> dict[s
     found.update(_ownership_problems(operation, values, dataset, found))
     if operation == "find":
         found.update(_query_problems(values))
+    if operation == "search":
+        found.update(_query_problems(values))
+    if operation == "caption":
+        found.update(_prompt_problems(values))
     return found
 
 
