@@ -18,6 +18,7 @@ from fiftyone import ViewField as F
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext, ExecutionError, ExecutionRunState
 
+from operators.adapters.labels import marlin_owns
 from operators.run.runs import run_history
 from operators.run.shards import queue_shards, shard_outcome
 from zygote import wait_exit
@@ -51,6 +52,17 @@ def test_a_string_is_one_query(clips, trained_model_dir):
     # text with one query per line is one query per line
     lines = _search(clips, trained_model_dir, "red light\nblue sky", exhaustive=True, view_name="two")
     assert lines["queries"] == ["red light", "blue sky"] and lines["find_calls"] == 2 * len(clips)
+
+
+def test_search_labels_are_marlins_and_a_second_search_may_replace_them(clips, trained_model_dir):
+    """Search's labels carry Marlin's content stamp as written (score included), so the ownership rule treats
+    them as Marlin's: a second search into the same custom field is not refused as someone else's field."""
+    _search(clips, trained_model_dir, ["red light"], exhaustive=True, view_name="mine", search_field="found")
+    detections = [d for s in clips for d in s["found"].detections]
+    assert detections and all(marlin_owns(d) for d in detections)
+    again = _search(clips, trained_model_dir, ["red light"], exhaustive=True, view_name="mine", search_field="found",
+                    overwrite=True)
+    assert again["status"] == "completed"
 
 
 def test_search_writes_a_run_record(clips, trained_model_dir):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from marlin_core.search.caption_index import CaptionedEvent, CaptionedVideo
 from marlin_core.search.library import Moment
 
-from .labels import detection_span_s, find_to_detection, is_marlin_label
+from .labels import detection_span_s, find_to_detection, is_marlin_label, stamp
 
 __all__ = ["SEARCH_ATTRIBUTES", "captioned_videos", "declare_search_attributes", "foreign_samples", "MomentWriter",
            "ranked_clips_view", "remove_search", "replace_search", "samples_with_search", "save_view"]
@@ -105,7 +105,7 @@ class MomentWriter:
             "time_confidence": presence.confidence, "search": self.search, "search_run": self.run_id,
         }.items():
             detection[name] = value
-        return detection
+        return stamp(detection)  # Marlin's as it is now, score included: a later run may replace it
 
     def write(self, dataset: fo.Dataset, sample_id: str, answers: list[dict],
               metadata: fo.VideoMetadata) -> tuple[list[fo.TemporalDetection], list[dict]]:
