@@ -222,6 +222,7 @@ def stop_group(pid: int, grace_s: float = 30.0) -> None:
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(pid, sig)
+            os.killpg(pid, signal.SIGCONT)  # a stopped (hung) group must run to handle SIGTERM
         except (ProcessLookupError, PermissionError):
             return
         deadline = time.monotonic() + wait_s
