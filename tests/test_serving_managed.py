@@ -142,7 +142,7 @@ def test_a_model_that_does_not_fit_is_one_line_with_vllms_own_error(cache_dir, v
     served = cli("serve", vllm_model_dir, "--port", free_port(), "--gpu-memory-utilization", "0.0005")
     _, err = served.communicate(timeout=READY_TIMEOUT_S)
     assert served.returncode == 1 and len(err.splitlines()) == 1, err
-    assert f"vLLM cannot fit {vllm_model_dir} in the memory it may use (--gpu-memory-utilization 0.0005" in err
+    assert f"vLLM cannot fit {managed.served_model(str(vllm_model_dir))} in the memory it may use (--gpu-memory-utilization 0.0005" in err
     assert "Error: " in err and "kv cache" in err.lower()  # vLLM's own line
     assert managed.read_state(f"vllm:{vllm_model_dir}") is None
 

@@ -33,8 +33,10 @@ from ..video import SampledVideo
 __all__ = ["AnswerShapeError", "FRAME_FORMATS", "ServerAnswer", "VideoPart", "caption_result", "chat_body", "find_result",
            "parse_answer", "video_part"]
 
-# PNG is lossless (what the engine sees, bit for bit); JPEG (quality 95) is ~10x smaller for remote servers.
-FRAME_FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpeg": ("JPEG", {"quality": 95})}
+# Lossless (what the engine sees, bit for bit): PNG (zlib level 1) and PPM (uncompressed: no encoding
+# cost, more bytes; vLLM's frame loader opens both with PIL). JPEG (quality 95) is smaller and lossy.
+# bench/serving_transport.py measures each one's client CPU time and size.
+FRAME_FORMATS = {"png": ("PNG", {"compress_level": 1}), "ppm": ("PPM", {}), "jpeg": ("JPEG", {"quality": 95})}
 
 
 @dataclass(frozen=True)
