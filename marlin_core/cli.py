@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -32,7 +33,8 @@ PREFIX = "marlin-core: error: "
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marlin-core", description="Marlin-2B video captioning and event search")
+    prog = "marlin" if os.path.basename(sys.argv[0]) == "marlin" else "marlin-core"
+    parser = argparse.ArgumentParser(prog=prog, description="Marlin-2B video captioning and event search")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=DEFAULT_MODEL,
                         help="hub id, local folder, openai://HOST:PORT/v1/NAME for a vLLM server, or vllm:FOLDER_OR_ID "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,6 +119,31 @@ def test_vllm_models_reuse_the_running_server_in_caption_find_and_search(serve, 
     assert sorted(managed.cache_dir().joinpath("servers").glob("*.log")) == logs
 
 
+def test_the_zoo_model_with_the_vllm_backend_reuses_the_server_and_lets_go_after_apply_model(
+        serve, colors, tmp_path, vllm_model_dir):
+    import fiftyone.zoo as foz
+    from test_zoo_model import MODEL, copy_source, install_weights
+
+    previous = fo.config.model_zoo_dir
+    fo.config.model_zoo_dir = str(tmp_path / "zoo")
+    try:
+        copy_source(Path(fo.config.model_zoo_dir))
+        install_weights(vllm_model_dir)
+        model = foz.load_zoo_model(MODEL, operation="caption", backend="vllm", max_new_tokens=64, cache=False)
+        assert model.settings.weights.startswith("vllm:")
+        colors.apply_model(model, label_field="zoo_events")
+    finally:
+        fo.config.model_zoo_dir = previous
+    from marlin_core.contract import parse_caption
+
+    for sample in colors:
+        color = "red" if "red" in sample.filepath else "blue"
+        expected = [event["description"] for event in parse_caption(TRAINED_TARGETS[color]["caption"])["events"]]
+        assert [d.label for d in sample["zoo_events"].detections] == expected
+    state = managed.read_state(serve.model)
+    assert state.users == [] and state.owner == "serve" and state.alive()  # let go of, not stopped
+
+
 def test_serve_refuses_a_taken_port_and_a_second_server_for_one_model(serve):
     taken = cli("serve", "no-such/model", "--port", serve.port)
     _, err = taken.communicate(timeout=300)
@@ -128,23 +154,24 @@ def test_serve_refuses_a_taken_port_and_a_second_server_for_one_model(serve):
     assert again.returncode == 1 and "is already served at openai://127.0.0.1:" in err
 
 
-def test_vllm_not_installed_is_one_line(cache_dir, vllm_model_dir, color_videos):
+def test_vllm_not_installed_is_one_line(cache_dir, color_videos):
     env = dict(os.environ, MARLIN_VLLM_PYTHON=sys.executable)  # the plugin's venv has no vLLM
-    served = cli("serve", vllm_model_dir, env=env)
+    served = cli("serve", "org/weights-not-served-yet", "--port", free_port(), env=env)
     _, err = served.communicate(timeout=300)
     assert served.returncode == 1 and "vLLM is not installed" in err and len(err.splitlines()) == 1
-    run = cli("find", color_videos["red"], "red light", "--model", f"vllm:{vllm_model_dir}", env=env)
+    run = cli("find", color_videos["red"], "red light", "--model", "vllm:org/weights-not-served-yet", env=env)
     _, err = run.communicate(timeout=300)
     assert run.returncode == 2 and "vLLM is not installed" in err and "Traceback" not in err
 
 
-def test_a_model_that_does_not_fit_is_one_line_with_vllms_own_error(cache_dir, vllm_model_dir):
-    served = cli("serve", vllm_model_dir, "--port", free_port(), "--gpu-memory-utilization", "0.0005")
+def test_a_model_that_does_not_fit_is_one_line_with_vllms_own_error(cache_dir, vllm_model_dir, tmp_path):
+    weights = shutil.copytree(vllm_model_dir, tmp_path / "weights")  # other weights than the served ones
+    served = cli("serve", weights, "--port", free_port(), "--gpu-memory-utilization", "0.0005")
     _, err = served.communicate(timeout=READY_TIMEOUT_S)
     assert served.returncode == 1 and len(err.splitlines()) == 1, err
-    assert f"vLLM cannot fit {managed.served_model(str(vllm_model_dir))} in the memory it may use (--gpu-memory-utilization 0.0005" in err
+    assert f"vLLM cannot fit {weights} in the memory it may use (--gpu-memory-utilization 0.0005" in err
     assert "Error: " in err and "kv cache" in err.lower()  # vLLM's own line
-    assert managed.read_state(f"vllm:{vllm_model_dir}") is None
+    assert managed.read_state(f"vllm:{weights}") is None
 
 
 def test_a_server_dying_mid_run_gives_per_sample_errors_and_keeps_labels(serve, dataset, color_videos):

@@ -33,10 +33,16 @@ from ..video import SampledVideo
 __all__ = ["AnswerShapeError", "FRAME_FORMATS", "ServerAnswer", "VideoPart", "caption_result", "chat_body", "find_result",
            "parse_answer", "video_part"]
 
-# Lossless (what the engine sees, bit for bit): PNG (zlib level 1) and PPM (uncompressed: no encoding
-# cost, more bytes; vLLM's frame loader opens both with PIL). JPEG (quality 95) is smaller and lossy.
-# bench/serving_transport.py measures each one's client CPU time and size.
-FRAME_FORMATS = {"png": ("PNG", {"compress_level": 1}), "ppm": ("PPM", {}), "jpeg": ("JPEG", {"quality": 95})}
+# Lossless (what the engine sees, bit for bit): WebP lossless at its fastest setting, PNG (zlib level 1)
+# and PPM (uncompressed: no encoding cost, ~12x PNG's bytes); vLLM's frame loader opens each with PIL.
+# JPEG (quality 95) is smaller and lossy. bench/serving_transport.py measures each one's client CPU
+# time and size and checks the pixels that come back.
+FRAME_FORMATS = {
+    "webp": ("WEBP", {"lossless": True, "quality": 0, "method": 0}),
+    "png": ("PNG", {"compress_level": 1}),
+    "ppm": ("PPM", {}),
+    "jpeg": ("JPEG", {"quality": 95}),
+}
 
 
 @dataclass(frozen=True)
