@@ -2,8 +2,8 @@
 
 For a 10 s and a 120 s 1080p clip (testsrc2, H.264, 30 fps), in one process on this machine: the
 sampling (decode + resize, the reference way; paid by the in-process path too), then each frame format's
-encoding into the request (PIL encode + base64): ``png`` (zlib level 1, the old default), ``ppm``
-(uncompressed, lossless, any vLLM's frame loader opens it with PIL), ``jpeg`` (q95, lossy, for comparison).
+encoding into the request (PIL encode + base64): ``webp`` (lossless, fastest method), ``png`` (zlib level 1,
+the default), ``ppm`` (uncompressed; vLLM's frame loader opens each with PIL), ``jpeg`` (q95, lossy).
 Each format is decoded back the way vLLM's loader does (base64 -> PIL -> numpy) and compared with the
 sampled pixels, so "lossless" is checked, not assumed. CPU seconds are this process's user + system time
 (resource.getrusage), so threads count; wall seconds beside them.
@@ -55,12 +55,15 @@ def decoded_back(url: str) -> np.ndarray:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 120.0], help="clip lengths")
+    parser.add_argument("--work", type=Path, default=None, help="folder for the clips (kept clips are reused)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="serving-transport-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="serving-transport-"))
     print("client cost per video, 1080p testsrc2 H.264 30 fps, this CPU (one process):")
     print(f"  {'clip':>6} {'step':<22} {'cpu s':>7} {'wall s':>7} {'MB sent':>8} {'x sampling':>10}  pixels")
     for seconds in args.seconds:
-        clip = make_clip(work / f"clip-{seconds:g}s.mp4", "1920x1080", 30, seconds)
+        clip = work / f"clip-{seconds:g}s.mp4"
+        if not clip.is_file():
+            make_clip(clip, "1920x1080", 30, seconds)
         sampled, sample_cpu, sample_wall = measured(lambda: load_video(clip))
         frames = sampled.frames.permute(0, 2, 3, 1).numpy()
         shape = "x".join(map(str, frames.shape[:3]))
