@@ -59,7 +59,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=16, help="clips to caption per row")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="requests in flight")
-    parser.add_argument("--formats", nargs="+", default=["png", "ppm"], help="frame formats to send")
+    parser.add_argument("--formats", nargs="+", default=["png", "webp"], help="frame formats to send")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=None,
+                        help="the server's memory share (of RAM on vLLM's CPU build; default: marlin serve's)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="serving-throughput-"))
@@ -73,7 +75,7 @@ def main() -> int:
     local_load_s = time.perf_counter() - started
     install = vp.find_vllm()
     port = vp.free_port()
-    options = vp.ServeOptions(port=port)
+    options = vp.ServeOptions(port=port, gpu_memory_utilization=args.gpu_memory_utilization)
     started = time.perf_counter()
     process = vp.start(install, str(model_dir), port, options, work / "server.log")
     url = f"http://127.0.0.1:{port}/v1"

@@ -121,6 +121,7 @@ def launch(model: str, options: vp.ServeOptions, owner: str) -> ServerState:
     """
     name = served_model(model)
     install = vp.find_vllm()
+    options = vp.effective(install, options)
     port = options.port or vp.free_port(options.host)
     if (problem := vp.port_problem(options.host, port)) is not None:
         raise vp.ServerStartError(problem)

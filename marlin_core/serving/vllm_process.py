@@ -14,6 +14,7 @@ vLLM's 0.92 refuses to start next to other processes) and 8192 tokens (serving-f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -96,21 +97,29 @@ def find_vllm() -> VllmInstall:
         f"`bash scripts/install-vllm.sh` for the CPU build, or set {PYTHON_ENV} to a Python that has it")
 
 
+def effective(install: VllmInstall, options: ServeOptions) -> ServeOptions:
+    """``options`` with this build's defaults filled in (GPU: 0.9 and 65536 tokens; CPU: 0.2 and 8192)."""
+    tokens = 8192 if install.cpu else 65536
+    return dataclasses.replace(
+        options, gpu_memory_utilization=options.gpu_memory_utilization or (0.2 if install.cpu else 0.9),
+        max_model_len=options.max_model_len or tokens,
+        max_num_batched_tokens=options.max_num_batched_tokens or options.max_model_len or tokens)
+
+
 def command(install: VllmInstall, model: str, port: int, options: ServeOptions) -> list[str]:
     """The vLLM command line that serves ``model`` as ``marlin`` on ``options.host:port``."""
-    cpu = install.cpu
-    tokens = 8192 if cpu else 65536
+    options = effective(install, options)
     args = [
         install.python, "-m", "vllm.entrypoints.openai.api_server",
         "--model", model, "--served-model-name", SERVED_NAME,
         "--host", options.host, "--port", str(port),
         "--hf-overrides", json.dumps({"architectures": ["Qwen3_5ForConditionalGeneration"]}),
         "--trust-request-mm-kwargs",
-        "--gpu-memory-utilization", str(options.gpu_memory_utilization or (0.2 if cpu else 0.9)),
-        "--max-model-len", str(options.max_model_len or tokens),
-        "--max-num-batched-tokens", str(options.max_num_batched_tokens or options.max_model_len or tokens),
+        "--gpu-memory-utilization", str(options.gpu_memory_utilization),
+        "--max-model-len", str(options.max_model_len),
+        "--max-num-batched-tokens", str(options.max_num_batched_tokens),
     ]  # fmt: skip
-    if cpu:
+    if install.cpu:
         args.append("--enforce-eager")
     return args + list(options.extra_args)
 
