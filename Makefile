@@ -10,7 +10,7 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu bench-search app worker test-fiftyone-min
+.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu bench-search app worker test-fiftyone-min serve
 
 install:
 	@bash scripts/install.sh
@@ -37,6 +37,12 @@ plugin-link:
 demo: install demo-videos plugin-link
 	$(PY) scripts/demo.py --model "$(MODEL)" --dataset "$(DATASET)" --query "$(QUERY)" \
 	  $(if $(VIDEOS),--videos $(VIDEOS),--videos demo-videos/*.mp4)
+
+# A vLLM server for Marlin in the foreground until Ctrl-C (vLLM in $(PY)'s venv, .cache/vllm-venv, or
+# $$MARLIN_VLLM_PYTHON); it prints the --model to use. PORT=8000; SERVE_ARGS="--gpu-memory-utilization 0.8 ...".
+PORT ?= 8000
+serve: install
+	$(PY) -m marlin_core serve "$(MODEL)" --port $(PORT) $(SERVE_ARGS)
 
 # The tiny trained checkpoint the tests use; handy for `make demo MODEL=.cache/tiny-marlin`.
 tiny-model: install

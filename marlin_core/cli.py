@@ -1,4 +1,8 @@
-"""Command line: ``python -m marlin_core caption VIDEO...`` and ``python -m marlin_core find VIDEO QUERY...``.
+"""Command line: ``marlin caption VIDEO...``, ``marlin find VIDEO QUERY...`` and ``marlin serve MODEL``.
+
+(``marlin-core`` and ``python -m marlin_core`` are the same command.) ``serve`` runs a vLLM server for
+Marlin in the foreground (:mod:`marlin_core.serving.serve`); ``--model vllm:MODEL`` reuses it, or starts
+a server for the run and stops it at the end (unless ``--keep-server``).
 
 Human-readable output by default (events as ``<start - end> description``); ``--json`` prints one
 JSON object per video per line (JSON Lines: a single video gives a single JSON document). Progress
@@ -12,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 
 from .defaults import DEFAULT_MODEL, DEFAULT_OVERLAP_S, DEFAULT_WINDOW_S
+from .serving.openai_http import DEFAULT_TIMEOUT_S
 from .errors import MarlinError, error_summary
 from .queries import QueryError, check_queries
 from .sanitize import sanitize_events, sanitize_span
@@ -27,9 +33,16 @@ PREFIX = "marlin-core: error: "
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marlin-core", description="Marlin-2B video captioning and event search")
+    prog = "marlin" if os.path.basename(sys.argv[0]) == "marlin" else "marlin-core"
+    parser = argparse.ArgumentParser(prog=prog, description="Marlin-2B video captioning and event search")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local folder, or openai://HOST:PORT/v1/NAME for a vLLM server (default: %(default)s)")
+    common.add_argument("--model", default=DEFAULT_MODEL,
+                        help="hub id, local folder, openai://HOST:PORT/v1/NAME for a vLLM server, or vllm:FOLDER_OR_ID "
+                             "for a vLLM server started here (default: %(default)s)")
+    common.add_argument("--timeout", type=float, default=None, dest="timeout_s",
+                        help=f"seconds one server request may wait for its answer (default: {DEFAULT_TIMEOUT_S:g})")
+    common.add_argument("--keep-server", action="store_true",
+                        help="with --model vllm:...: leave a server this run started running afterwards")
     common.add_argument("--revision", default=None, help="hub revision")
     common.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     common.add_argument("--json", action="store_true", help="one JSON object per video per line")
@@ -44,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     find = sub.add_parser("find", parents=[common], help="when does each query happen in VIDEO")
     find.add_argument("video", help="video file")
     find.add_argument("queries", nargs="+", help="event descriptions")
+    serve = sub.add_parser("serve", help="run a vLLM server for Marlin until Ctrl-C; prints the --model to use")
+    serve.add_argument("serve_model", metavar="MODEL", help="folder or hub id of the weights (vllm: prefix optional)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; "
+                                                             "0.0.0.0 to serve other machines)")
+    serve.add_argument("--gpu-memory-utilization", type=float, default=None,
+                       help="share of GPU memory vLLM may take (of RAM on the CPU build; default 0.9, CPU 0.2)")
+    serve.add_argument("--max-model-len", type=int, default=None,
+                       help="longest prompt + answer in tokens (default 65536, CPU 8192: a 2-minute window)")
+    serve.add_argument("--max-num-batched-tokens", type=int, default=None,
+                       help="tokens per scheduler step, also the encoder cache size (default: --max-model-len)")
+    serve.epilog = "Arguments after -- go to vLLM as they are (e.g. -- --tensor-parallel-size 2)."
     return parser
 
 
@@ -206,8 +231,41 @@ def _silence_libraries() -> None:
     huggingface_hub.utils.disable_progress_bars()
 
 
+def _serve(args) -> int:
+    from .serving.serve import serve
+    from .serving.vllm_process import ServeOptions
+
+    problems = [f"--{name.replace('_', '-')} {value}: {reason}" for name, value, bad, reason in (
+        ("port", args.port, not 0 < args.port < 65536, "use a port in 1..65535"),
+        ("gpu_memory_utilization", args.gpu_memory_utilization,
+         args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1, "use a share in (0, 1]"),
+        ("max_model_len", args.max_model_len, args.max_model_len is not None and args.max_model_len < 1, "at least 1"),
+    ) if bad]
+    for problem in problems:
+        print(PREFIX + problem, file=sys.stderr)
+    if problems:
+        return EXIT_BAD_INPUT
+    extra = tuple(args.vllm_args)
+    options = ServeOptions(port=args.port, host=args.host, gpu_memory_utilization=args.gpu_memory_utilization,
+                           max_model_len=args.max_model_len, max_num_batched_tokens=args.max_num_batched_tokens,
+                           extra_args=extra)
+    try:
+        return serve(args.serve_model, options, say=lambda line: print(line, flush=True))
+    except MarlinError as error:
+        print(PREFIX + error_summary(error), file=sys.stderr)
+        return EXIT_SOME_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "serve" in argv and "--" in argv else len(argv)  # serve: the rest goes to vLLM
+    args = _parser().parse_args(argv[:cut])
+    args.vllm_args = argv[cut + 1:]
+    if args.command == "serve":
+        return _serve(args)
+    if args.timeout_s is not None and not args.timeout_s > 0:
+        print(PREFIX + f"--timeout {args.timeout_s:g}: seconds must be more than 0", file=sys.stderr)
+        return EXIT_BAD_INPUT
     problems = _bad_input(args)
     for problem in problems:
         print(PREFIX + problem, file=sys.stderr)
@@ -232,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # torch's notes about a checkpoint's pickle protocol would break the one-line promise
             warnings.simplefilter("ignore")
-            marlin = open_marlin(args.model, device=args.device, revision=args.revision)
+            marlin = open_marlin(args.model, device=args.device, revision=args.revision, timeout_s=args.timeout_s,
+                                 keep_server=args.keep_server)
         if args.command == "find" and hasattr(marlin, "processor"):  # a server's tokenizer is not at hand
             check_queries(args.queries, marlin.processor.tokenizer.all_special_tokens)
     except Exception as error:  # noqa: BLE001 - a model that cannot be used is one line, whatever the cause
@@ -243,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         failures = _run_caption(marlin, args) if args.command == "caption" else _run_find(marlin, args)
     except Exception as error:  # noqa: BLE001 - one line instead of a traceback, whatever failed
         failures = [error_summary(error, args.video if args.command == "find" else None)]
+    finally:
+        if hasattr(marlin, "close"):
+            marlin.close()  # a vllm: server this run started stops here (unless --keep-server)
     for failure in failures:
         print(PREFIX + failure, file=sys.stderr)
     return EXIT_SOME_FAILED if failures or errors else 0

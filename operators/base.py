@@ -18,7 +18,7 @@ from fiftyone.operators.message import GeneratedMessage, MessageType
 
 from .adapters import display
 from .app import forms
-from .run.models import marlin_for
+from .run.models import marlin_for, release_marlin
 from .run.processing import Interrupted, run_model
 from .run.runs import RunRecord, latest_outcome
 from .run.validation import check
@@ -119,6 +119,13 @@ class ModelOperator(SdkCallable, foo.Operator):
         return self._events(ctx, steps)
 
     def _run(self, ctx, params, view, record):
+        """The run, then the model let go of (a vllm: server this run started stops, unless kept)."""
+        try:
+            return (yield from self._recorded_run(ctx, params, view, record))
+        finally:
+            release_marlin(params)
+
+    def _recorded_run(self, ctx, params, view, record):
         """The run with its record kept: completed, failed (re-raised) or interrupted."""
         outcome = None
         try:

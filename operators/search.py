@@ -28,7 +28,7 @@ from marlin_core.search.text_embedding import load_text_encoder
 from .app import forms, placements
 from .base import SdkCallable
 from .adapters.display import show_marlin_labels
-from .run.models import marlin_for
+from .run.models import marlin_for, release_marlin
 from .open_view import view_buttons
 from .run.params import SAMPLING_PARAMS, ModelParams
 from .run.processing import checked_metadata, error_message
@@ -56,7 +56,7 @@ DEFAULTS = {
 RANKERS = {"bm25": "Words (BM25, no model)", "embedding": "Text embeddings (sentence-transformers model)"}
 # Parameters the caption step passes on to the caption operator unchanged.
 CAPTION_PARAMS = ("events_field", "scene_field", "error_field", "model", "revision", "device", "batch_size",
-                  "overwrite", *SAMPLING_PARAMS, "window_s")
+                  "overwrite", *SAMPLING_PARAMS, "window_s", "timeout_s", "keep_server")
 MAX_REPORTED = 20
 
 
@@ -303,6 +303,14 @@ class SearchLibrary(SdkCallable, foo.Operator):
 
     def _find_and_score(self, ctx, asked: dict[str, list[str]], params: ModelParams, writer: MomentWriter,
                         record: RunRecord) -> dict:
+        """:meth:`_find_and_score_all`, then the model let go of (a vllm: server it started stops)."""
+        try:
+            return self._find_and_score_all(ctx, asked, params, writer, record)
+        finally:
+            release_marlin(params)
+
+    def _find_and_score_all(self, ctx, asked: dict[str, list[str]], params: ModelParams, writer: MomentWriter,
+                            record: RunRecord) -> dict:
         """Run find on each asked video (``{sample id: queries}``) and write its scored moments.
 
         One bad video is that sample's error and the others go on. Answers without a readable span are

@@ -50,11 +50,16 @@ def load_model(model_name: str, model_path: str, **kwargs):
         model_path: the folder holding the weights (downloaded by :func:`download_model`, or linked).
         **kwargs: :class:`~.model.MarlinModelSettings` fields (``operation``, ``queries``, ``batch_size``,
             ``max_new_tokens``, ``window_s``, ``fps``, ``max_frames``, ``max_pixels``, ``device``,
-            ``output``, ...).
+            ``output``, ...); ``backend="vllm"`` serves the weights with a vLLM server Marlin starts (or
+            reuses) for the ``apply_model`` and stops after it (``model="vllm:..."`` elsewhere).
     """
     from .model import MarlinModelSettings, MarlinVideoModel
 
-    return MarlinVideoModel(MarlinModelSettings(weights=str(Path(model_path)), **kwargs))
+    backend = kwargs.pop("backend", None)
+    if backend not in (None, "transformers", "vllm"):
+        raise ValueError(f"backend must be 'transformers' or 'vllm', not {backend!r}")
+    weights = ("vllm:" if backend == "vllm" else "") + str(Path(model_path))
+    return MarlinVideoModel(MarlinModelSettings(weights=weights, **kwargs))
 
 
 def resolve_input(model_name: str, ctx):

@@ -25,6 +25,7 @@ import fiftyone as fo
 import fiftyone.core.models as fom
 
 from marlin_core.contract import CAPTION_PROMPT, FIND_PROMPT_TEMPLATE
+from marlin_core.serving.managed import is_vllm_model
 from marlin_core.windows import DEFAULT_WINDOW_S
 
 from ..operators.caption import DEFAULTS as CAPTION_DEFAULTS
@@ -32,7 +33,7 @@ from ..operators.caption import EVENTS_ONLY
 from ..operators.find import DEFAULTS as FIND_DEFAULTS
 from marlin_core.queries import parse_queries
 from ..operators.adapters.labels import TEXT_HASHES, caption_to_detections, find_answers_to_detections
-from ..operators.run.models import get_marlin
+from ..operators.run.models import get_marlin, put_marlin
 from ..operators.run.params import ModelParams
 from ..operators.run.processing import checked_metadata
 from ..operators.run.runs import RunRecord, settings_fingerprint
@@ -118,9 +119,8 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
     def __init__(self, settings: MarlinModelSettings, marlin=None):
         fom.SamplesMixin.__init__(self)
         self.settings = settings
-        self.marlin = marlin if marlin is not None else get_marlin(
-            settings.weights, device=settings.device, revision=settings.revision
-        )
+        self._own_marlin = marlin is None
+        self.marlin = marlin if marlin is not None else self._get_marlin()
         self.fingerprint = settings_fingerprint(settings.operator_settings())
         self._record: RunRecord | None = None
         self._outcome: dict = {}
@@ -162,6 +162,20 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
             if len(self._outcome["errors"]) < 20:
                 self._outcome["errors"].append(f"{sample.filepath}: {error}")
         self._record.heartbeat(dict(self._outcome))
+
+    def _get_marlin(self):
+        return get_marlin(self.settings.weights, device=self.settings.device, revision=self.settings.revision)
+
+    def __enter__(self):
+        if self.marlin is None:  # a vllm: server let go of by the previous apply_model
+            self.marlin = self._get_marlin()
+        return self
+
+    def __exit__(self, *args):
+        """The end of an ``apply_model``: a ``vllm:`` server started for it stops (a later one restarts it)."""
+        if self._own_marlin and is_vllm_model(self.settings.weights):
+            put_marlin(self.settings.weights)
+            self.marlin = None
 
     @property
     def media_type(self) -> str:

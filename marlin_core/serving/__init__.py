@@ -1,7 +1,9 @@
 """Marlin answered by an OpenAI-compatible server (vLLM) instead of weights in this process.
 
 Modules: :mod:`.backends` (``open_marlin``: one entry point, in-process or server, chosen by the model
-string), :mod:`.remote` (``RemoteMarlin``: the engine's methods over HTTP), :mod:`.chat_request` (the
+string), :mod:`.managed` (``vllm:`` models: a server started, shared and stopped by Marlin),
+:mod:`.vllm_process` (the vLLM command line, start, readiness, stop), :mod:`.serve` (``marlin serve``),
+:mod:`.remote` (``RemoteMarlin``: the engine's methods over HTTP), :mod:`.chat_request` (the
 chat body with reference-exact frames, and the answer read back), :mod:`.openai_http` (standard-library
 HTTP with retries).
 
@@ -11,9 +13,11 @@ score the same way), :mod:`marlin_core.video` and the foundation modules. Import
 
 from importlib import import_module
 
-__all__ = ["API_KEY_ENV", "RemoteMarlin", "ServerSettings", "is_server_model", "open_marlin"]
+__all__ = ["API_KEY_ENV", "RemoteMarlin", "ServerSettings", "is_remote_model", "is_server_model", "is_vllm_model",
+           "open_marlin"]
 
 _HOMES = {"API_KEY_ENV": ".backends", "open_marlin": ".backends", "is_server_model": ".openai_http",
+          "is_remote_model": ".backends", "is_vllm_model": ".managed",
           "RemoteMarlin": ".remote", "ServerSettings": ".remote"}
 
 

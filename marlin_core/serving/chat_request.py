@@ -30,11 +30,19 @@ from ..contract import parse_caption, parse_find
 from ..engine.inputs import TIMESTAMPS_VIDEO, video_metadata
 from ..video import SampledVideo
 
-__all__ = ["FRAME_FORMATS", "ServerAnswer", "VideoPart", "caption_result", "chat_body", "find_result",
+__all__ = ["AnswerShapeError", "FRAME_FORMATS", "ServerAnswer", "VideoPart", "caption_result", "chat_body", "find_result",
            "parse_answer", "video_part"]
 
-# PNG is lossless (what the engine sees, bit for bit); JPEG (quality 95) is ~10x smaller for remote servers.
-FRAME_FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpeg": ("JPEG", {"quality": 95})}
+# Lossless (what the engine sees, bit for bit): WebP lossless at its fastest setting, PNG (zlib level 1)
+# and PPM (uncompressed: no encoding cost, ~12x PNG's bytes); vLLM's frame loader opens each with PIL.
+# JPEG (quality 95) is smaller and lossy. bench/serving_transport.py measures each one's client CPU
+# time and size and checks the pixels that come back.
+FRAME_FORMATS = {
+    "webp": ("WEBP", {"lossless": True, "quality": 0, "method": 0}),
+    "png": ("PNG", {"compress_level": 1}),
+    "ppm": ("PPM", {}),
+    "jpeg": ("JPEG", {"quality": 95}),
+}
 
 
 @dataclass(frozen=True)
@@ -100,24 +108,58 @@ def chat_body(model: str, video: VideoPart, prompt: str, *, max_new_tokens: int,
     return body
 
 
+class AnswerShapeError(ValueError):
+    """A chat completion of the wrong shape; the message says what was wrong (see :func:`parse_answer`)."""
+
+
 def _token_texts(items: Sequence[dict]) -> list[str]:
     """Each token's text; a character split over byte-level tokens goes to the token that completes it."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     texts = []
     for item in items:
         raw = item.get("bytes")
-        texts.append(decoder.decode(bytes(raw)) if raw is not None else item.get("token", ""))
+        if raw is not None and not (isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw)):
+            raise AnswerShapeError("a log-prob's 'bytes' is not a list of byte values")
+        token = item.get("token", "")
+        if raw is None and not isinstance(token, str):
+            raise AnswerShapeError("a log-prob's 'token' is not text")
+        texts.append(decoder.decode(bytes(raw)) if raw is not None else token)
     return texts
 
 
+def _logprob(item: dict) -> float:
+    value = item.get("logprob")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AnswerShapeError(f"a log-prob is {type(value).__name__}, not a number")
+    return float(value)
+
+
 def parse_answer(response: dict) -> ServerAnswer:
-    """The first choice of a chat completion as a :class:`ServerAnswer`."""
-    choice = response["choices"][0]
-    items = ((choice.get("logprobs") or {}).get("content")) or []
+    """The first choice of a chat completion as a :class:`ServerAnswer`.
+
+    Raises:
+        AnswerShapeError: not a chat completion (no choices, no message, text or log-probs of the wrong type).
+    """
+    if not isinstance(response, dict):
+        raise AnswerShapeError(f"a JSON {type(response).__name__} instead of a chat completion object")
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise AnswerShapeError("no 'choices'" if not choices else "'choices' is not a list")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise AnswerShapeError("the first choice has no 'message' object")
+    text = message.get("content")
+    if text is not None and not isinstance(text, str):
+        raise AnswerShapeError(f"the message's 'content' is {type(text).__name__}, not text")
+    logprobs = choice.get("logprobs") or {}
+    items = (logprobs.get("content") if isinstance(logprobs, dict) else None) or []
+    if not isinstance(logprobs, dict) or not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise AnswerShapeError("'logprobs' is not a list of token objects")
     return ServerAnswer(
-        text=choice["message"].get("content") or "",
+        text=text or "",
         token_texts=_token_texts(items),
-        logprobs=[float(item["logprob"]) for item in items],
+        logprobs=[_logprob(item) for item in items],
         truncated=choice.get("finish_reason") == "length",
     )
 

@@ -1,14 +1,18 @@
 """Talking to an OpenAI-compatible server (vLLM) over HTTP with the standard library only.
 
 One job: send a JSON body to ``/v1/chat/completions`` (or read ``/v1/models``) and give back the JSON
-answer, retrying what is worth retrying. Transient failures (connection refused or reset, timeouts,
-HTTP 429/500/502/503/504) are retried with exponential backoff; a server that stays unreachable
-becomes one :class:`ServerUnavailableError` whose one-line message says where and what to do; any
-other HTTP error becomes a :class:`ServerRequestError` carrying the server's own message.
+answer, retrying what is worth retrying. Transient failures (connection refused or reset,
+HTTP 429/500/502/503/504) are retried with exponential backoff, the same policy for every operation; a
+server that stays unreachable becomes one :class:`ServerUnavailableError` whose one-line message says
+where and what to do. A server that accepts the request but does not answer within ``timeout_s`` is
+not retried (a retry would only multiply the wait): one :class:`ServerUnavailableError` naming the
+timeout. Any other HTTP error becomes a :class:`ServerRequestError` carrying the server's own message;
+an answer that is not UTF-8 JSON (or not HTTP at all) a :class:`MalformedAnswerError`.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import time
@@ -21,6 +25,8 @@ from ..errors import MarlinError
 
 __all__ = [
     "SERVER_SCHEMES",
+    "DEFAULT_TIMEOUT_S",
+    "MalformedAnswerError",
     "RetryPolicy",
     "ServerEndpoint",
     "ServerRequestError",
@@ -35,8 +41,9 @@ __all__ = [
 SERVER_SCHEMES = {"openai": "http", "openai+http": "http", "openai+https": "https"}
 # HTTP statuses a busy or restarting server answers with; anything else is the request's fault.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# A caption of a 2-minute window can take minutes on a slow server; the read timeout covers one answer.
-DEFAULT_TIMEOUT_S = 600.0
+# The read timeout of one answer. A 2-minute window's caption takes seconds on a GPU server; a server
+# that says nothing for 2 minutes is stuck (raise it for long windows on a slow CPU server).
+DEFAULT_TIMEOUT_S = 120.0
 
 
 class ServerUnavailableError(MarlinError):
@@ -45,6 +52,24 @@ class ServerUnavailableError(MarlinError):
 
 class ServerRequestError(MarlinError):
     """The server answered with an error for this request (bad input, model error)."""
+
+
+class MalformedAnswerError(ServerRequestError):
+    """The server answered, but not what an OpenAI-compatible server answers (not JSON, wrong shape)."""
+
+
+def malformed(url: str, detail: str) -> MalformedAnswerError:
+    """The one-line error for an answer of the wrong shape from the server behind ``url``."""
+    return MalformedAnswerError(f"Marlin server at {server_root(url)}: the server's answer was malformed ({detail})")
+
+
+def server_root(url: str) -> str:
+    """``http://host:port/v1`` of any endpoint URL under it."""
+    return f"{url.rsplit('/v1', 1)[0]}/v1"
+
+
+def _excerpt(raw: bytes) -> str:
+    return repr(raw[:60].decode("utf-8", errors="replace")) + ("..." if len(raw) > 60 else "")
 
 
 @dataclass(frozen=True)
@@ -108,7 +133,13 @@ def _request(url: str, body: dict | None, api_key: str | None, timeout_s: float)
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return json.loads(response.read().decode())
+        raw = response.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise malformed(url, f"not UTF-8 text: {error.reason} at byte {error.start}") from None
+    except (ValueError, RecursionError):
+        raise malformed(url, f"not JSON: {_excerpt(raw)}") from None
 
 
 def _server_message(error: urllib.error.HTTPError) -> str:
@@ -131,6 +162,35 @@ def _unreachable_cause(error: BaseException) -> str:
     return " ".join(str(reason).split()) or type(reason).__name__
 
 
+def _timed_out(url: str, timeout_s: float) -> ServerUnavailableError:
+    return ServerUnavailableError(
+        f"Marlin server at {server_root(url)} gave no answer within {timeout_s:g} s (timeout_s; raise it for "
+        "long windows on a slow server)")
+
+
+def _attempt(url: str, body: dict | None, api_key: str | None, timeout_s: float) -> tuple[dict | None, str]:
+    """One try: ``(answer, "")``, or ``(None, cause)`` for a failure worth retrying; raises the others."""
+    try:
+        return _request(url, body, api_key, timeout_s), ""
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            raise ServerRequestError(f"{url}: HTTP 401 unauthorized: set the plugin secret MARLIN_API_KEY "
+                                     "to the server's --api-key") from None
+        if error.code not in RETRY_STATUSES:
+            raise ServerRequestError(f"{url}: HTTP {error.code}: {_server_message(error)}") from None
+        return None, f"HTTP {error.code}: {_server_message(error)}"
+    except (socket.timeout, TimeoutError):
+        raise _timed_out(url, timeout_s) from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, (socket.timeout, TimeoutError)):
+            raise _timed_out(url, timeout_s) from None
+        return None, _unreachable_cause(error)
+    except ConnectionError as error:  # reset or closed mid-answer (RemoteDisconnected too)
+        return None, _unreachable_cause(error)
+    except http.client.HTTPException as error:  # a status line or body that is not HTTP
+        raise malformed(url, f"not an HTTP answer: {type(error).__name__}") from None
+
+
 def call(
     url: str,
     body: dict | None,
@@ -142,27 +202,20 @@ def call(
     """GET (``body`` None) or POST ``body`` as JSON to ``url``; the decoded JSON answer.
 
     Raises:
-        ServerUnavailableError: unreachable, or still busy (429/5xx) after ``retry.attempts`` tries.
+        ServerUnavailableError: unreachable, or still busy (429/5xx) after ``retry.attempts`` tries, or no
+            answer within ``timeout_s``.
+        MalformedAnswerError: the answer is not UTF-8 JSON (or not HTTP).
         ServerRequestError: any other HTTP error (the server's message is kept).
     """
     delays = retry.delays_s()
     while True:
-        try:
-            return _request(url, body, api_key, timeout_s)
-        except urllib.error.HTTPError as error:
-            if error.code == 401:
-                raise ServerRequestError(f"{url}: HTTP 401 unauthorized: set the plugin secret MARLIN_API_KEY "
-                                         "to the server's --api-key") from None
-            if error.code not in RETRY_STATUSES:
-                raise ServerRequestError(f"{url}: HTTP {error.code}: {_server_message(error)}") from None
-            cause = f"HTTP {error.code}: {_server_message(error)}"
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as error:
-            cause = _unreachable_cause(error)
+        answer, cause = _attempt(url, body, api_key, timeout_s)
+        if not cause:
+            return answer
         delay = next(delays, None)
         if delay is None:
             raise ServerUnavailableError(
-                f"Marlin server at {url.rsplit('/v1', 1)[0]}/v1 unavailable after {retry.attempts} tries: {cause}"
-            ) from None
+                f"Marlin server at {server_root(url)} unavailable after {retry.attempts} tries: {cause}")
         time.sleep(delay)
 
 

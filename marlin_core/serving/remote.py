@@ -29,7 +29,7 @@ from . import chat_request
 from ..contract import CAPTION_PROMPT, find_prompt
 from ..defaults import CAPTION_MAX_NEW_TOKENS, DEFAULT_WINDOW_S, FIND_MAX_NEW_TOKENS
 from ..errors import MarlinError
-from .openai_http import (DEFAULT_TIMEOUT_S, RetryPolicy, ServerEndpoint, get_json,
+from .openai_http import (DEFAULT_TIMEOUT_S, RetryPolicy, ServerEndpoint, get_json, malformed,
                           parse_server_model, post_json)
 from ..engine.pipeline import WorkItem
 from ..video import SampledVideo, SamplingOptions, load_video, video_info
@@ -46,7 +46,7 @@ class ServerSettings:
 
     Attributes:
         max_concurrent: videos (and queries of one video) in flight at once.
-        timeout_s: read timeout of one request, in seconds.
+        timeout_s: how long one request may wait for its answer, in seconds (not retried: see openai_http).
         retry: how transient failures are retried.
         frame_format: ``"png"`` (lossless, default) or ``"jpeg"`` (smaller requests, see chat_request).
     """
@@ -77,6 +77,18 @@ class RemoteMarlin:
         self.settings = settings or ServerSettings()
         self.name_or_path = name_or_path or f"{endpoint.base_url}/{endpoint.model}"
         self.revision = None
+        self.lease = None  # a managed vLLM server's lease (vllm: models), released by close()
+
+    def close(self) -> None:
+        """Stop using a managed server (the last user stops a server a run started); no-op otherwise."""
+        if self.lease is not None:
+            self.lease.release()
+
+    def __enter__(self) -> "RemoteMarlin":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
     @classmethod
     def from_url(cls, model: str, *, api_key: str | None = None, **settings: Any) -> "RemoteMarlin":
@@ -95,8 +107,12 @@ class RemoteMarlin:
             ServerUnavailableError: unreachable.
             MarlinError: reachable, but the model name is not among the served ones.
         """
-        models = get_json(f"{self.endpoint.base_url}/models", **dict(self._http(), retry=RetryPolicy(attempts=2)))
-        served = [entry.get("id") for entry in models.get("data", [])]
+        url = f"{self.endpoint.base_url}/models"
+        models = get_json(url, **self._http())
+        entries = models.get("data") if isinstance(models, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            raise malformed(url, "GET /v1/models is not an object with a 'data' list of models")
+        served = [entry.get("id") for entry in entries]
         if self.endpoint.model not in served:
             raise MarlinError(f"server {self.endpoint.base_url} does not serve {self.endpoint.model!r}; "
                               f"it serves {served}: use openai://.../v1/<one of these>")
@@ -105,7 +121,12 @@ class RemoteMarlin:
         body = chat_request.chat_body(self.endpoint.model, part, prompt, max_new_tokens=decoding.max_new_tokens,
                                       do_sample=decoding.do_sample, temperature=decoding.temperature,
                                       top_p=decoding.top_p)
-        return chat_request.parse_answer(post_json(f"{self.endpoint.base_url}/chat/completions", body, **self._http()))
+        url = f"{self.endpoint.base_url}/chat/completions"
+        answer = post_json(url, body, **self._http())
+        try:
+            return chat_request.parse_answer(answer)
+        except chat_request.AnswerShapeError as error:
+            raise malformed(url, str(error)) from None
 
     # ------------------------------------------------------------------ video
 

@@ -100,7 +100,8 @@ def model_input(inputs: types.Object, ctx) -> None:
         default=default_model(ctx.dataset),
         label="Model",
         description="Hugging Face model id or a local folder with the weights (Marlin-2B is gated: log in "
-                    "first), or openai://HOST:PORT/v1/NAME for a vLLM server (key: secret MARLIN_API_KEY). "
+                    "first), openai://HOST:PORT/v1/NAME for a vLLM server (key: secret MARLIN_API_KEY), or "
+                    "vllm:FOLDER_OR_ID for a vLLM server Marlin starts (or reuses) itself. "
                     f"Proposed: the last model used on this dataset, else ${MODEL_ENV}.",
     )
 
@@ -152,6 +153,12 @@ def model_advanced_inputs(advanced: types.Object, defaults: dict, max_new_tokens
                  description="Pixel cap per frame; empty = the reference behaviour.")
     advanced.float("window_s", default=DEFAULT_WINDOW_S, label="Window (seconds)",
                    description="Longer videos are processed in overlapping windows of this length.")
+    advanced.float("timeout_s", default=None, label="Server timeout (seconds)",
+                   description="openai:// and vllm: models: how long one request may wait for the server's answer; "
+                               "empty = 120.")
+    advanced.bool("keep_server", default=False, label="Keep the vLLM server running",
+                  description="vllm: models: leave a server this run started running afterwards (later runs reuse "
+                              "it); by default it stops with the run.")
     advanced.str("error_field", default=defaults["error_field"], label="Error field",
                  description="Per-sample error messages (bad file, failed generation) go here.")
     advanced.str("run_key", default=defaults["run_key"], label="Run key",

@@ -26,6 +26,14 @@ def given(raw: dict, defaults: dict) -> dict:
     return {**defaults, **{k: v for k, v in raw.items() if v is not None and v != ""}}
 
 
+def server_params(values: dict) -> dict:
+    """``timeout_s`` and ``keep_server`` (server runs only; they do not change the answers, so they are
+    neither recorded in the settings nor fingerprinted)."""
+    timeout_s = values.get("timeout_s")
+    return dict(timeout_s=float(timeout_s) if timeout_s not in (None, "") else None,
+                keep_server=bool(values.get("keep_server")))
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """What every model operator reads: model, bookkeeping fields, decoding and preprocessing."""
@@ -42,6 +50,8 @@ class ModelParams:
     sampling: dict = field(default_factory=dict)  # the SAMPLING_PARAMS the user set
     token: str | None = field(default=None, repr=False)  # the plugin secret HF_TOKEN, never a parameter
     api_key: str | None = field(default=None, repr=False)  # the plugin secret MARLIN_API_KEY (openai:// servers)
+    timeout_s: float | None = None  # how long one server request may wait (None: the client's default)
+    keep_server: bool = False  # leave a vllm: server this run started running after the run
 
     @classmethod
     def common(cls, raw: dict, defaults: dict) -> dict:
@@ -58,6 +68,7 @@ class ModelParams:
             window_s=float(values.get("window_s") or DEFAULT_WINDOW_S),
             overwrite=bool(values.get("overwrite")),
             sampling={name: values[name] for name in SAMPLING_PARAMS if values.get(name) is not None},
+            **server_params(values),
         )
 
     def engine_kwargs(self) -> dict:

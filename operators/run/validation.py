@@ -172,6 +172,7 @@ def _model_problems(values: dict) -> dict[str, str]:
         ("max_pixels", True, lambda v: v >= MIN_PIXELS, f"at least {MIN_PIXELS} pixels (one 28x28 patch)"),
         ("batch_size", True, lambda v: v >= 1, "at least 1"),
         ("max_new_tokens", True, lambda v: v >= 1, "at least 1"),
+        ("timeout_s", False, lambda v: v > 0, "seconds must be more than 0 (leave empty for the default)"),
     ))
     device = values.get("device")
     if device not in (None, "") and device not in DEVICES:
