@@ -16,6 +16,7 @@ from marlin_core.queries import parse_queries, query_problem
 from marlin_core.windows import DEFAULT_OVERLAP_S
 
 from ..adapters.evaluation import foreign_copy_fields
+from .model_check import model_problem
 
 __all__ = ["RESERVED_FIELDS", "check", "problems"]
 
@@ -190,6 +191,8 @@ def problems(operation: str, params: dict, dataset: fo.Dataset | None) -> dict[s
     if operation == "evaluate":
         return _evaluate_problems(values, dataset)
     found = _model_problems(values)
+    if (reason := model_problem(values.get("model"), values.get("revision"))) is not None:
+        found["model"] = reason
     found.update(_field_problems(operation, values, dataset))
     if operation == "find":
         found.update(_query_problems(values))
