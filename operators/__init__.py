@@ -11,3 +11,7 @@ from .search import SearchLibrary
 
 OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations,
              OpenView, SearchLibrary]
+
+from .runs_panel import MarlinRunsPanel  # noqa: E402 - the panels after the operators
+
+OPERATORS += [MarlinRunsPanel]
