@@ -9,9 +9,10 @@ box, so a failure is sent as such a line (:class:`ErrorMessage`). SDK callers
 
 from __future__ import annotations
 
+import fiftyone.operators.types as types
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
-__all__ = ["ErrorMessage", "drop_unused_fields_on_failure", "one_line", "record_extras", "streamed_to_app"]
+__all__ = ["ErrorMessage", "drop_unused_fields_on_failure", "error_output", "one_line", "record_extras", "streamed_to_app"]
 
 # Parameters never copied into a run record.
 SECRET_PARAMS = frozenset({"token", "api_key", "hf_token"})
@@ -27,6 +28,13 @@ class ErrorMessage(GeneratedMessage):
     def to_json(self) -> dict:
         return {"type": str(self.type), "cls": "ExecutionError", "body": None,
                 "error": self.reason, "error_message": self.reason}
+
+
+def error_output(title: str, reason: str) -> dict:
+    """``show_output`` parameters for the operator's red error box with ``reason`` in the prompt."""
+    outputs = types.Object()
+    outputs.view("run_failed", types.Error(label="The run failed", description=reason))
+    return {"outputs": types.Property(outputs, view=types.View(label=title)).to_json(), "results": {}}
 
 
 def one_line(error: BaseException) -> str:
