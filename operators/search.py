@@ -169,6 +169,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
                        uncaptioned=len(uncaptioned))
         self._record(ctx.dataset, params["run_key"], settings, queries, search, params, summary)
         if not ctx.delegated:
+            ctx.ops.reload_dataset()  # the App learns of the new saved view before it is asked to open it
             ctx.ops.set_view(name=name)
         return summary
 
