@@ -164,7 +164,8 @@ class ModelOperator(SdkCallable, foo.Operator):
         if not ctx.delegated:
             yield ctx.trigger("reload_samples")
             yield ctx.trigger("set_color_scheme", display.app_colour_scheme(ctx.dataset))
-            yield ctx.trigger("show_output", {"outputs": self.summary_output().to_json(), "results": summary})
+            yield ctx.trigger("show_output", {"outputs": self.summary_output(summary).to_json(),
+                                                "results": summary})
             yield ctx.trigger("reload_dataset")
         yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))
 
@@ -179,14 +180,16 @@ class ModelOperator(SdkCallable, foo.Operator):
         # the App also hands the prompt the final result is a race, so the prompt shows no second copy.
         return None
 
-    def summary_output(self) -> types.Property:
-        """The run's summary panel (done / skipped / untouched / failed / errors)."""
+    def summary_output(self, summary: dict | None = None) -> types.Property:
+        """The run's summary panel (done / skipped / untouched / failed / errors); no Errors heading without
+        errors."""
         outputs = types.Object()
         outputs.int("done", label=self.DONE_LABEL)
         outputs.int("skipped", label="Skipped (already done with these settings)")
         outputs.int("untouched", label="Left untouched (labels not made by Marlin; use overwrite)")
         outputs.int("failed", label="Failed (see the error field)")
-        outputs.list("errors", types.String(), label="Errors")
+        if summary is None or summary.get("errors"):
+            outputs.list("errors", types.String(), label="Errors")
         return types.Property(outputs, view=types.View(label=self.config.label))
 
 

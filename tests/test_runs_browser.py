@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 
 import fiftyone as fo
-import fiftyone.operators as foo
 import pytest
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionRunState
@@ -98,10 +97,15 @@ def test_a_failed_immediate_run_shows_the_error(page, runs_dataset, broken_model
 
 
 def queue_caption(dataset, model) -> str:
-    result = foo.execute_operator(CAPTION, dict(view=dataset.view(), params=dict(model=str(model))),
-                                  request_delegation=True)
-    result.raise_exceptions()
-    return str(result.result["id"])
+    """Schedule a caption run (in a fresh process: Playwright's event loop runs in this one)."""
+    script = ("import sys, fiftyone as fo, fiftyone.operators as foo\n"
+              "r = foo.execute_operator(sys.argv[1], dict(dataset=fo.load_dataset(sys.argv[2]),"
+              " params=dict(model=sys.argv[3])), request_delegation=True)\n"
+              "r.raise_exceptions(); print(r.result['id'])\n")
+    done = subprocess.run([sys.executable, "-c", script, CAPTION, dataset.name, str(model)], env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
 
 
 def wait_state(operation_id: str, states, timeout_s: float = 150.0):
