@@ -163,3 +163,12 @@ def test_malformed_file_imports_nothing(dataset, ten_second_videos, tmp_path):
         foo.execute_operator("@marlin/marlin/import_annotations",
                              dict(dataset=dataset, params=dict(path=str(sta), format="charades")))
     assert not dataset.has_sample_field("ground_truth")
+
+
+def test_the_evaluation_copies_are_unchecked_in_the_sidebar(eval_dataset):
+    """The copies FiftyOne's matcher needs are not drawn beside the user's labels on every tile."""
+    evaluate(eval_dataset, pred_field="marlin_events", gt_field="ground_truth", mode="events", eval_key="ev")
+    eval_dataset.reload()
+    active = eval_dataset.app_config.active_fields
+    assert active.exclude is True and {"ev_predictions", "ev_ground_truth"} <= set(active.paths)
+    assert "marlin_events" not in active.paths and "ground_truth" not in active.paths
