@@ -19,7 +19,7 @@ from .run.run_list import RunRow, cancel_operation, list_runs, run_view
 
 REFRESH_MS = 2000
 SHOWN = 20
-ICONS = {"queued": "⏳", "running": "▶", "completed": "✔", "failed": "✖", "interrupted": "⏹"}
+ICONS = {"queued": "…", "running": "▶", "completed": "✔", "failed": "✖", "interrupted": "⏹"}
 
 
 def _wall(seconds) -> str:
@@ -52,7 +52,8 @@ def describe(row: RunRow) -> str:
     lines = [head]
     if row.reason:
         lines.append(f"Reason: {row.reason}")
-    facts = [f"started {_when(row.started_at)}" if row.started_at else "",
+    started = "queued" if row.status == "queued" else "started"
+    facts = [f"{started} {_when(row.started_at)}" if row.started_at else "",
              f"wall time {_wall(row.wall_s)}" if row.wall_s is not None else "",
              f"{row.samples} sample(s)" if row.samples is not None else "",
              ", ".join(f"{name} {count}" for name, count in row.counts.items())]

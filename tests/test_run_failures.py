@@ -73,6 +73,14 @@ def test_a_run_failing_while_loading_leaves_no_new_fields_and_a_failed_record(re
     record = run_history(red_dataset)[-1]
     assert record["status"] == "failed" and record["error"]
     assert record["operator_uri"] == CAPTION and record["params"]["model"] == str(broken)
+    # the next form says so in the operator's red box; find's form does not (its last run did not fail)
+    ctx = ExecutionContext(request_params=dict(dataset_name=red_dataset.name, params={}), operator_uri=CAPTION)
+    form = foo.get_operator(CAPTION).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
+    assert form["last_run_failed"]["view"]["name"] == "Error"
+    assert "failed" in form["last_run_failed"]["view"]["label"]
+    assert "cannot load model" in form["last_run_failed"]["view"]["description"]
+    ctx = ExecutionContext(request_params=dict(dataset_name=red_dataset.name, params={}), operator_uri=FIND)
+    assert "last_run_failed" not in foo.get_operator(FIND).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
 
 
 def test_a_failed_run_keeps_fields_that_existed(red_dataset, tmp_path):

@@ -154,7 +154,7 @@ def test_the_runs_panel_lists_queued_running_and_failed_runs(page, runs_dataset,
 
     page.locator('[data-cy="new-panel-btn"]').first.click()
     page.get_by_text("Marlin runs", exact=True).first.click()
-    panel = page.locator('[data-cy="panel-container"]').filter(has_text="run(s) on this dataset").first
+    panel = page.locator('[data-cy^="panel-content-"]').filter(has_text="run(s) on this dataset").first
     panel.wait_for()
     for text in ("queued", "failed", "cannot load model"):
         panel.get_by_text(text, exact=False).first.wait_for()

@@ -72,3 +72,23 @@ def drop_unused_fields_on_failure(steps, dataset, created: list[str]):
             except Exception:  # noqa: BLE001 - tidying must not hide the run's own error
                 continue
         raise
+
+
+def last_failure_notice(inputs: types.Object, dataset, operation: str) -> None:
+    """The operator's red box in its form when this dataset's latest ``operation`` run failed (a scheduled
+    run included, which otherwise fails out of sight on its worker)."""
+    if dataset is None:
+        return
+    from ..run.run_list import list_runs
+
+    try:
+        latest = next((row for row in list_runs(dataset) if row.operation == operation), None)
+    except Exception:  # noqa: BLE001 - the form must open even when the records cannot be read
+        return
+    if latest is None or latest.status != "failed":
+        return
+    when = latest.started_at.strftime("%Y-%m-%d %H:%M UTC") if latest.started_at else "recently"
+    kind = "scheduled " if latest.scheduled else ""
+    inputs.view("last_run_failed", types.Error(
+        label=f"The last {kind}{operation} run ({when}) failed",
+        description=f"{latest.reason or 'no reason recorded'} (the Marlin runs panel lists every run)"))
