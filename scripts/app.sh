@@ -11,7 +11,8 @@ set -uo pipefail
 PY=${1:?python}; DATASET=${2:?dataset}; PORT=${3:-5151}; ADDRESS=${4:-localhost}
 VENV_BIN=$(dirname "$PY")
 LOG=.cache/delegated-worker.log
-WORKER_SETTLE_S=${WORKER_SETTLE_S:-8}
+WORKER_SETTLE_S=${WORKER_SETTLE_S:-3}
+WORKER_READY_S=${WORKER_READY_S:-120}
 # The worker's command line (tests give it a bad flag to see a worker that dies at start-up reported).
 WORKER_CMD=${MARLIN_WORKER_CMD:-"$VENV_BIN/fiftyone delegated launch"}
 mkdir -p .cache
@@ -32,8 +33,9 @@ if port_in_use; then
   exit 1
 fi
 
-"$PY" -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$DATASET'), port=$PORT, \
-  address='$ADDRESS', remote=True); print(f'[app] {s.url}', flush=True); s.wait(-1)" &
+# The App's server itself (what launch_app runs, without its 10-second start-up limit on a busy machine).
+"$PY" -c "import fiftyone as fo; fo.load_dataset('$DATASET')" || exit 1
+"$PY" -m fiftyone.server.main --port "$PORT" --address "$ADDRESS" &
 app=$!
 worker=""
 trap 'kill $app $worker 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
@@ -43,16 +45,27 @@ for _ in $(seq 1 240); do  # the App (and its database) up: at most 2 minutes
   port_in_use && break
   sleep 0.5
 done
+echo "[app] http://$ADDRESS:$PORT/datasets/$DATASET"
 
 $WORKER_CMD > "$LOG" 2>&1 &
 worker=$!
-sleep "$WORKER_SETTLE_S"
-if kill -0 $worker 2>/dev/null; then
+# Alive means it said "Delegated operation service running" and is still there after WORKER_SETTLE_S.
+for _ in $(seq 1 $((WORKER_READY_S * 2))); do
+  kill -0 $worker 2>/dev/null || break
+  grep -q "Delegated operation service running" "$LOG" 2>/dev/null && break
+  sleep 0.5
+done
+kill -0 $worker 2>/dev/null && grep -q "Delegated operation service running" "$LOG" && sleep "$WORKER_SETTLE_S"
+if kill -0 $worker 2>/dev/null && grep -q "Delegated operation service running" "$LOG"; then
   echo "[app] delegated worker running (pid $worker, log $LOG): scheduled runs start there"
 else
   last=$(grep -v '^\s*$' "$LOG" | tail -n 1)
-  echo "[app] WARNING: the delegated worker exited at start-up; scheduled runs will stay queued." >&2
+  if kill -0 $worker 2>/dev/null; then
+    echo "[app] WARNING: the delegated worker did not start within ${WORKER_READY_S} s; scheduled runs may stay queued." >&2
+  else
+    echo "[app] WARNING: the delegated worker exited at start-up; scheduled runs will stay queued." >&2
+    worker=""
+  fi
   echo "[app]   its log's last line: ${last:-<empty>} (full log: $LOG; start one with 'make worker')" >&2
-  worker=""
 fi
 wait $app

@@ -30,7 +30,7 @@ def app_dataset():
 
 def start(dataset, port: int, cwd: Path, **env) -> subprocess.Popen:
     return subprocess.Popen(["bash", str(SCRIPT), sys.executable, dataset.name, str(port), "127.0.0.1"],
-                            cwd=cwd, env=_env({"WORKER_SETTLE_S": "6", **env}), stdout=subprocess.PIPE,
+                            cwd=cwd, env=_env({**env}), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
