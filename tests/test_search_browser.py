@@ -65,6 +65,8 @@ def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos,
     dataset = fo.Dataset(f"marlin-search-app-{uuid.uuid4().hex[:8]}", persistent=True)
     try:
         dataset.add_samples([fo.Sample(filepath=str(color_videos[color])) for color in ("red", "blue")])
+        # captioned beforehand (stored captions are reused), so the App's run is the search itself
+        foo.get_operator("@marlin/marlin/caption")(dataset, model=str(trained_model_dir))
         with app_server(tmp_path / "server.log") as url, chromium_page() as page:
             page.goto(f"{url}/datasets/{dataset.name}")
             dismiss_popups(page)
@@ -73,13 +75,16 @@ def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos,
             dialog.get_by_text("Model", exact=True).wait_for()
             boxes = dialog.get_by_role("textbox")
             boxes.nth(0).fill(str(trained_model_dir))
-            boxes.nth(1).fill(PRESENT[0])
+            boxes.nth(1).fill(next(iter(PRESENT)))
             page.wait_for_function("() => { const b = [...document.querySelectorAll('[role=dialog] button')]"
                                    ".find(b => b.textContent === 'Execute'); return b && !b.disabled; }")
             dialog.get_by_role("button", name="Execute", exact=True).click()
             has_view = ("() => (document.querySelector('[data-cy=saved-views-selection]') || {textContent: ''})"
                         f".textContent.includes('{VIEW}')")
-            page.wait_for_function(has_view, timeout=240_000)
+            try:
+                page.wait_for_function(has_view, timeout=240_000)
+            finally:
+                page.screenshot(path=str(tmp_path / "search-run.png"))
             open_button = page.get_by_role("button", name=f"Open {VIEW}")
             open_button.wait_for(timeout=60_000)
             assert not page.get_by_text("does not exist").is_visible()

@@ -198,7 +198,7 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
 
     views = _save_review_views(view, pred_field, gt_field, eval_key)
     summary = {"mode": mode, "eval_key": eval_key, "samples": len(rows), "metrics": metrics, "views": views,
-               "fields": [pred_field, gt_field]}
+               "fields": [pred_field, gt_field], "samples_without_ground_truth": len(view) - len(rows)}
     view.register_run(f"{eval_key}_marlin", view.init_run(
         method="marlin.evaluate", pred_field=user_fields[0], gt_field=user_fields[1], iou=iou, status="completed",
         **summary),
