@@ -169,8 +169,10 @@ class SearchLibrary(SdkCallable, foo.Operator):
                        uncaptioned=len(uncaptioned))
         self._record(ctx.dataset, params["run_key"], settings, queries, search, params, summary)
         if not ctx.delegated:
-            ctx.ops.reload_dataset()  # the App learns of the new saved view before it is asked to open it
-            ctx.ops.set_view(name=name)
+            # by its stages: the App checks a name against the saved views it loaded with the dataset, which a
+            # view saved during this run is not among ("Saved view ... does not exist" until a browser reload)
+            ctx.ops.reload_dataset()
+            ctx.ops.set_view(view=clips)
         return summary
 
     def _caption_missing(self, ctx, view, params) -> tuple[int, dict | None]:

@@ -79,18 +79,17 @@ def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos,
             page.wait_for_function("() => { const b = [...document.querySelectorAll('[role=dialog] button')]"
                                    ".find(b => b.textContent === 'Execute'); return b && !b.disabled; }")
             dialog.get_by_role("button", name="Execute", exact=True).click()
-            has_view = ("() => (document.querySelector('[data-cy=saved-views-selection]') || {textContent: ''})"
-                        f".textContent.includes('{VIEW}')")
-            try:
-                page.wait_for_function(has_view, timeout=240_000)
-            finally:
-                page.screenshot(path=str(tmp_path / "search-run.png"))
             open_button = page.get_by_role("button", name=f"Open {VIEW}")
-            open_button.wait_for(timeout=60_000)
-            assert not page.get_by_text("does not exist").is_visible()
-            page.screenshot(path=str(DOCS / "app-search-opened.png"))
-            open_button.click()  # the result's button opens the same view again, with no error
-            page.wait_for_function(has_view)
+            open_button.wait_for(timeout=240_000)
+            moments = len(dataset.load_saved_view(VIEW))
+            assert moments >= 1
+            # the grid shows the ranked clips (one tile per moment, its query on the label) with no reload
+            clip = page.locator('[data-cy="looker"]').first.locator('[data-cy="tag-marlin_search"]')
+            try:
+                clip.wait_for(timeout=60_000)
+                page.wait_for_function(f"() => document.querySelectorAll('[data-cy=looker]').length === {moments}")
+            finally:
+                page.screenshot(path=str(DOCS / "app-search-opened.png"))
             assert not page.get_by_text("does not exist").is_visible()
     finally:
         dataset.delete()
