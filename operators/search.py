@@ -261,7 +261,8 @@ class SearchLibrary(SdkCallable, foo.Operator):
         outputs.int("find_calls", label="Find calls made")
         outputs.int("exhaustive_find_calls", label="Find calls an exhaustive search would make")
         outputs.int("failed", label="Videos failed (see the error field)")
-        outputs.list("errors", types.String(), label="Errors")
+        if (getattr(ctx, "results", None) or {}).get("errors") or not getattr(ctx, "results", None):
+            outputs.list("errors", types.String(), label="Errors")  # no empty heading after a clean run
         name = forms.read_params(ctx, DEFAULTS)["view_name"]
         view_buttons(outputs, [name], {name: "The ranked clips, best moment first."})
         return types.Property(outputs, view=types.View(label=self.config.label))

@@ -81,6 +81,7 @@ def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos,
             dialog.get_by_role("button", name="Execute", exact=True).click()
             open_button = page.get_by_role("button", name=f"Open {VIEW}")
             open_button.wait_for(timeout=240_000)
+            dataset.reload()  # saved by the App server, another process
             moments = len(dataset.load_saved_view(VIEW))
             assert moments >= 1
             # the grid shows the ranked clips (one tile per moment, its query on the label) with no reload
