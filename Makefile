@@ -75,12 +75,7 @@ bench-search: install
 PORT ?= 5151
 ADDRESS ?= localhost
 app: install plugin-link
-	@mkdir -p .cache; export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true; \
-	$(VENV)/bin/fiftyone delegated launch > .cache/delegated-worker.log 2>&1 & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	echo "[app] delegated worker running (pid $$worker, log .cache/delegated-worker.log)"; \
-	$(PY) -c "import fiftyone as fo; s = fo.launch_app(fo.load_dataset('$(DATASET)'), port=$(PORT), \
-	  address='$(ADDRESS)', remote=True); print(f'[app] {s.url}'); s.wait(-1)"
+	@bash scripts/app.sh "$(PY)" "$(DATASET)" "$(PORT)" "$(ADDRESS)"
 
 # One more worker, e.g. one per GPU: CUDA_VISIBLE_DEVICES=1 make worker
 worker: plugin-link

@@ -1,4 +1,4 @@
-"""The plugin's operators: thin FiftyOne glue over :mod:`marlin_core`, one module per operator."""
+"""The plugin's operators and panels: thin FiftyOne glue over :mod:`marlin_core`, one module each."""
 
 from .caption import CaptionVideos
 from .evaluate import EvaluateMarlin
@@ -8,7 +8,8 @@ from .import_annotations import ImportAnnotations
 from .open_view import OpenView
 from .review import ReviewErrors
 from .review_panel import ReviewPanel
+from .runs_panel import MarlinRunsPanel
 from .search import SearchLibrary
 
 OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations,
-             OpenView, SearchLibrary, ReviewPanel]
+             OpenView, SearchLibrary, ReviewPanel, MarlinRunsPanel]

@@ -23,6 +23,7 @@ from .run.processing import Interrupted, run_model
 from .run.runs import RunRecord, latest_outcome
 from .run.validation import check
 from .run.writes import ensure_fields
+from .app import run_errors
 
 
 class SdkCallable:
@@ -111,9 +112,12 @@ class ModelOperator(SdkCallable, foo.Operator):
         params = dataclasses.replace(self.parse(ctx), token=forms.read_token(ctx),
                                      api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
         view = ctx.target_view()
-        ensure_fields(ctx.dataset, self.output_fields(params))
+        fields = self.output_fields(params)
+        created = [name for name in fields if not ctx.dataset.has_sample_field(name)]
+        ensure_fields(ctx.dataset, fields)
         record = RunRecord(view, params.run_key, self.OPERATION, self.settings(params)).start()
-        steps = self._run(ctx, params, view, record)
+        record.annotate(run_errors.record_extras(ctx, self.uri))
+        steps = run_errors.drop_unused_fields_on_failure(self._run(ctx, params, view, record), ctx.dataset, created)
         if ctx.delegated:
             return _drain(steps, lambda p: ctx.set_progress(progress=p.fraction, label=p.label))
         return self._events(ctx, steps)
@@ -146,7 +150,11 @@ class ModelOperator(SdkCallable, foo.Operator):
         return outcome
 
     def _events(self, ctx, steps):
-        """Immediate run: progress as App events, then the summary as the operation's result."""
+        """Immediate run: progress as App events, then the summary as the operation's result.
+
+        A failure reaches the App as the operator's error (its red box) with the run's one-line reason;
+        SDK callers get the exception itself.
+        """
         progress = None
         try:
             while True:
@@ -154,9 +162,19 @@ class ModelOperator(SdkCallable, foo.Operator):
                 yield ctx.trigger("set_progress", dict(progress=progress.fraction, label=progress.label))
         except StopIteration as stop:
             summary = stop.value
+        except Exception as error:  # noqa: BLE001 - reported to the App, re-raised for everyone else
+            if not run_errors.streamed_to_app(ctx):
+                raise
+            reason = run_errors.one_line(error)
+            yield ctx.trigger("set_progress", dict(progress=0, label=f"failed: {reason}"))
+            yield ctx.trigger("show_output", run_errors.error_output(self.config.label, reason))
+            yield run_errors.ErrorMessage(reason)
+            return
         if not ctx.delegated:
+            yield ctx.trigger("reload_samples")
             yield ctx.trigger("set_color_scheme", display.app_colour_scheme(ctx.dataset))
-            yield ctx.trigger("show_output", {"outputs": self.summary_output().to_json(), "results": summary})
+            yield ctx.trigger("show_output", {"outputs": self.summary_output(summary).to_json(),
+                                                "results": summary})
             yield ctx.trigger("reload_dataset")
         yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))
 
@@ -171,14 +189,16 @@ class ModelOperator(SdkCallable, foo.Operator):
         # the App also hands the prompt the final result is a race, so the prompt shows no second copy.
         return None
 
-    def summary_output(self) -> types.Property:
-        """The run's summary panel (done / skipped / untouched / failed / errors)."""
+    def summary_output(self, summary: dict | None = None) -> types.Property:
+        """The run's summary panel (done / skipped / untouched / failed / errors); no Errors heading without
+        errors."""
         outputs = types.Object()
         outputs.int("done", label=self.DONE_LABEL)
         outputs.int("skipped", label="Skipped (already done with these settings)")
         outputs.int("untouched", label="Left untouched (labels not made by Marlin; use overwrite)")
         outputs.int("failed", label="Failed (see the error field)")
-        outputs.list("errors", types.String(), label="Errors")
+        if summary is None or summary.get("errors"):
+            outputs.list("errors", types.String(), label="Errors")
         return types.Property(outputs, view=types.View(label=self.config.label))
 
 

@@ -18,7 +18,7 @@ import fiftyone.operators.types as types
 
 from marlin_core.contract import CAPTION_PROMPT
 
-from .app import forms, placements
+from .app import forms, placements, run_errors
 from .run import scheduling
 from .base import ModelOperator
 from .adapters.labels import TEXT_HASHES, caption_to_detections, is_marlin_label, owns_text, user_detections
@@ -67,6 +67,7 @@ class CaptionVideos(ModelOperator):
         problems = forms.form_problems(OPERATION, params, ctx.dataset)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Caption")
+        run_errors.last_failure_notice(inputs, ctx.dataset, OPERATION)
         forms.model_input(inputs, ctx)
         forms.run_inputs(inputs)
         forms.existing_fields_notice(inputs, ctx.dataset, [params[name] for name in OUTPUT_FIELDS])

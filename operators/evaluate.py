@@ -87,12 +87,37 @@ class EvaluateMarlin(SdkCallable, foo.Operator):
         return types.Property(outputs, view=types.View(label="Marlin evaluation"))
 
 
+# What each metric counts, in the table beside its value (three precisions read alike otherwise).
+METRIC_MEANINGS = {
+    "fiftyone_precision": "FiftyOne's matcher: % of predicted events matched one-to-one to a ground-truth span "
+                          "(tIoU ≥ threshold), over all samples pooled",
+    "fiftyone_recall": "FiftyOne's matcher: % of ground-truth spans matched one-to-one by a prediction, pooled",
+    "fiftyone_f1": "FiftyOne's matcher: harmonic mean of the two rows above",
+    "mAP": "FiftyOne's mean average precision over the tIoU thresholds (ranks predictions by confidence)",
+    "precision": "ActivityNet dense captioning: % of a video's predictions with tIoU > t to some ground-truth "
+                 "span, averaged over videos and thresholds t",
+    "recall": "ActivityNet dense captioning: % of a video's ground-truth spans with tIoU > t to some "
+              "prediction, averaged the same way",
+    "f1": "ActivityNet dense captioning: mean of per-video F1 (not the harmonic mean of the two rows above)",
+    "R1@0.3": "% of queries whose predicted span has tIoU ≥ 0.3 with the ground truth",
+    "R1@0.5": "% of queries whose predicted span has tIoU ≥ 0.5 with the ground truth",
+    "R1@0.7": "% of queries whose predicted span has tIoU ≥ 0.7 with the ground truth",
+    "mIoU": "mean tIoU over queries (a query with no prediction counts 0)",
+    "n": "queries evaluated",
+}
+
+
 def metrics_markdown(summary: dict) -> str:
-    """The evaluation's aggregate metrics as a markdown table (percentages, 2 decimals)."""
+    """The evaluation's aggregate metrics as one markdown table: value and what it counts (percentages)."""
+    without = summary.get("samples_without_ground_truth")
     if not summary.get("metrics"):
         return "No metrics: no sample in the target had ground truth."
-    lines = [f"**{summary.get('eval_key', '')}** ({summary.get('mode', '')}, {summary.get('samples', 0)} samples)",
-             "", "| Metric | Value |", "|:--|--:|"]
+    lines = [f"**{summary.get('eval_key', '')}** ({summary.get('mode', '')}, {summary.get('samples', 0)} samples "
+             "with ground truth)", "", "| Metric | Value | What it counts |", "|:--|--:|:--|"]
     for name, value in summary["metrics"].items():
-        lines.append(f"| {name} | {value:.2f} |" if isinstance(value, float) else f"| {name} | {value} |")
+        shown = f"{value:.2f}" if isinstance(value, float) else f"{value}"
+        lines.append(f"| {name} | {shown} | {METRIC_MEANINGS.get(name, '')} |")
+    if without is not None:
+        lines.append(f"| samples without ground truth | {without} | not evaluated (their predictions count in "
+                     "no row above) |")
     return "\n".join(lines)

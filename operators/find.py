@@ -15,7 +15,7 @@ import fiftyone.operators.types as types
 from marlin_core.contract import FIND_PROMPT_TEMPLATE
 from marlin_core.queries import parse_queries
 
-from .app import forms, placements
+from .app import forms, placements, run_errors
 from .run import scheduling
 from .base import ModelOperator
 from .adapters.labels import find_to_detection, marlin_owns
@@ -100,6 +100,7 @@ class FindEvents(ModelOperator):
         problems = forms.form_problems(OPERATION, params, ctx.dataset)
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Search")
+        run_errors.last_failure_notice(inputs, ctx.dataset, OPERATION)
         forms.model_input(inputs, ctx)
         forms.queries_input(inputs, ctx)
         forms.run_inputs(inputs)

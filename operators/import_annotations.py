@@ -9,6 +9,8 @@ the first write, and written in one bulk update.
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import bson
@@ -123,6 +125,20 @@ def _write_all_or_nothing(dataset, gt_field: str, labels: dict) -> None:
         raise
 
 
+def _path_problem(path: str) -> str | None:
+    """Why the annotation file cannot be read (shown on the input before Execute), or None."""
+    if not path:
+        return "Enter the path of the annotation file."
+    expanded = os.path.expanduser(path)
+    if not os.path.exists(expanded):
+        return f"No file '{path}' on the App's machine."
+    if not os.path.isfile(expanded):
+        return f"'{path}' is a folder, not an annotation file."
+    if not os.access(expanded, os.R_OK):
+        return f"'{path}' cannot be read (permissions)."
+    return None
+
+
 class ImportAnnotations(SdkCallable, foo.Operator):
     @property
     def config(self):
@@ -133,9 +149,11 @@ class ImportAnnotations(SdkCallable, foo.Operator):
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Import into")
         path = (ctx.params.get("path") or "").strip()
+        path_problem = _path_problem(path)
         inputs.str("path", default="", label="Annotation file",
-                   description="ActivityNet Captions JSON, Charades-STA text or TimeLens-Bench JSON.",
-                   invalid=not path, error_message="Enter the path of the annotation file.")
+                   description="ActivityNet Captions JSON, Charades-STA text or TimeLens-Bench JSON (a path "
+                               "on the machine the App server runs on).",
+                   invalid=path_problem is not None, error_message=path_problem)
         fmt = types.RadioGroup()
         for name in LOADERS:
             fmt.add_choice(name, label=FORMAT_LABELS[name])
@@ -174,9 +192,15 @@ class ImportAnnotations(SdkCallable, foo.Operator):
         outputs.int("imported", label="Samples imported")
         outputs.int("replaced", label="Samples whose labels were replaced")
         outputs.int("matched", label="Video ids matched to samples")
-        outputs.list("matched_ids", types.String(), label="Matched video ids (first 50)")
+        results = getattr(ctx, "results", None) or {}
+        shown = (lambda name: not results or bool(results.get(name)))  # no empty headings
+        if shown("matched_ids"):
+            outputs.list("matched_ids", types.String(), label="Matched video ids (first 50)")
         outputs.int("unmatched", label="Video ids with no sample (by file name without extension)")
-        outputs.list("unmatched_ids", types.String(), label="Unmatched video ids (first 50)")
-        outputs.list("unreadable_videos", types.String(), label="Videos whose metadata cannot be read")
-        outputs.list("warnings", types.String(), label="Warnings (first 50)")
+        if shown("unmatched_ids"):
+            outputs.list("unmatched_ids", types.String(), label="Unmatched video ids (first 50)")
+        if shown("unreadable_videos"):
+            outputs.list("unreadable_videos", types.String(), label="Videos whose metadata cannot be read")
+        if shown("warnings"):
+            outputs.list("warnings", types.String(), label="Warnings (first 50)")
         return types.Property(outputs, view=types.View(label="Marlin: ground truth imported"))

@@ -27,6 +27,7 @@ class OpenView(foo.Operator):
         name = ctx.params.get("name")
         if not name or ctx.dataset is None or not ctx.dataset.has_saved_view(name):
             raise ValueError(f"no saved view named {name!r} on this dataset")
+        ctx.ops.reload_dataset()  # a view saved after the App loaded the dataset is unknown to it until then
         ctx.ops.set_view(name=name)
         return {"view": name}
 

@@ -237,8 +237,6 @@ class SearchLibrary(SdkCallable, foo.Operator):
         record.finish(status, {k: v for k, v in summary.items() if k != "caption"},
                       "every video failed; see errors" if status == "failed" else None)
         summary["status"] = status
-        if not ctx.delegated:
-            ctx.ops.set_view(name=summary["view_name"])
         return summary
 
     def _search(self, ctx, view, params, queries, search, encode, model_params, settings, record) -> dict:
@@ -275,6 +273,11 @@ class SearchLibrary(SdkCallable, foo.Operator):
         save_view(dataset, name, clips)
         summary.update(outcome, moments=len(clips), exhaustive_find_calls=len(view) * len(queries),
                        uncaptioned=len(uncaptioned), run_key=model_params.run_key)
+        if not ctx.delegated:
+            # by its stages: the App checks a name against the saved views it loaded with the dataset, which a
+            # view saved during this run is not among ("Saved view ... does not exist" until a browser reload)
+            ctx.ops.reload_dataset()
+            ctx.ops.set_view(view=clips)
         return summary
 
     def _caption_missing(self, ctx, view, params) -> tuple[int, dict | None]:
@@ -369,10 +372,15 @@ class SearchLibrary(SdkCallable, foo.Operator):
         outputs.int("find_calls", label="Find calls made")
         outputs.int("exhaustive_find_calls", label="Find calls an exhaustive search would make")
         outputs.int("failed", label="Videos failed (see the error field)")
-        outputs.list("errors", types.String(), label="Errors")
+        results = getattr(ctx, "results", None) or {}
+        # no empty heading after a clean run (the lists are shown when they hold something, or before a result)
+        if results.get("errors") or not results:
+            outputs.list("errors", types.String(), label="Errors")
         outputs.int("unreadable", label="Answers without a readable time span (not in the view)")
-        outputs.list("unreadable_answers", types.String(), label="Unreadable answers (Marlin's raw text)")
-        outputs.list("warnings", types.String(), label="Warnings")
+        if results.get("unreadable_answers") or not results:
+            outputs.list("unreadable_answers", types.String(), label="Unreadable answers (Marlin's raw text)")
+        if results.get("warnings") or not results:
+            outputs.list("warnings", types.String(), label="Warnings")
         name = forms.read_params(ctx, DEFAULTS)["view_name"]
         view_buttons(outputs, [name], {name: "The ranked clips, best moment first."})
         return types.Property(outputs, view=types.View(label=self.config.label))

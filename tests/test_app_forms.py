@@ -161,7 +161,9 @@ def test_evaluate_result_is_a_markdown_table_with_view_buttons(red_dataset):
 
     summary = {"eval_key": "e", "mode": "grounding", "samples": 1, "metrics": {"mIoU": 51.234, "n": 1},
                "views": ["e_worst", "e_misses"]}
-    assert metrics_markdown(summary).splitlines()[-2:] == ["| mIoU | 51.23 |", "| n | 1 |"]
+    assert metrics_markdown(summary).splitlines()[-2:] == [
+        "| mIoU | 51.23 | mean tIoU over queries (a query with no prediction counts 0) |",
+        "| n | 1 | queries evaluated |"]
     ctx = ExecutionContext(request_params=dict(dataset_name=red_dataset.name, params={}, results=summary),
                            operator_uri="@marlin/marlin/evaluate")
     outputs = foo.get_operator("@marlin/marlin/evaluate").resolve_type(ctx, "outputs").to_json()

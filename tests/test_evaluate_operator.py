@@ -163,3 +163,27 @@ def test_malformed_file_imports_nothing(dataset, ten_second_videos, tmp_path):
         foo.execute_operator("@marlin/marlin/import_annotations",
                              dict(dataset=dataset, params=dict(path=str(sta), format="charades")))
     assert not dataset.has_sample_field("ground_truth")
+
+
+def test_the_evaluation_copies_are_unchecked_in_the_sidebar(eval_dataset):
+    """The copies FiftyOne's matcher needs are not drawn beside the user's labels on every tile."""
+    evaluate(eval_dataset, pred_field="marlin_events", gt_field="ground_truth", mode="events", eval_key="ev")
+    eval_dataset.reload()
+    active = eval_dataset.app_config.active_fields
+    assert active.exclude is True and {"ev_predictions", "ev_ground_truth"} <= set(active.paths)
+    assert "marlin_events" not in active.paths and "ground_truth" not in active.paths
+
+
+def test_one_explained_metrics_table_with_samples_without_ground_truth(eval_dataset, ten_second_videos):
+    eval_dataset.add_sample(fo.Sample(filepath=str(ten_second_videos[0])))  # a third sample, no ground truth
+    eval_dataset.compute_metadata()
+    from operators.evaluate import metrics_markdown
+
+    summary = evaluate(eval_dataset, pred_field="marlin_events", gt_field="ground_truth", mode="events")
+    assert summary["samples"] == 2 and summary["samples_without_ground_truth"] == 1
+    table = metrics_markdown(summary)
+    assert "| Metric | Value | What it counts |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert all(line.rstrip(" |").split("|")[-1].strip() for line in rows), table  # every row says what it counts
+    assert "| samples without ground truth | 1 |" in table
+    assert "fiftyone_precision" in table and "| precision |" in table

@@ -58,3 +58,39 @@ def test_app_shows_the_ranked_clips_of_a_search(searched, tmp_path):
             shown.append(chip.get_attribute("title") or chip.inner_text())
         assert [query in text for query, text in zip(expected, shown)] == [True] * len(expected), shown
         page.screenshot(path=str(DOCS / "app-search-clips.png"))
+
+
+def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos, trained_model_dir, tmp_path):
+    """Run search from its form in the App: the saved view opens by itself, and its Open button works too."""
+    dataset = fo.Dataset(f"marlin-search-app-{uuid.uuid4().hex[:8]}", persistent=True)
+    try:
+        dataset.add_samples([fo.Sample(filepath=str(color_videos[color])) for color in ("red", "blue")])
+        # captioned beforehand (stored captions are reused), so the App's run is the search itself
+        foo.get_operator("@marlin/marlin/caption")(dataset, model=str(trained_model_dir))
+        with app_server(tmp_path / "server.log") as url, chromium_page() as page:
+            page.goto(f"{url}/datasets/{dataset.name}")
+            dismiss_popups(page)
+            page.locator('[data-item-id="@marlin/marlin/search"]').click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Model", exact=True).wait_for()
+            boxes = dialog.get_by_role("textbox")
+            boxes.nth(0).fill(str(trained_model_dir))
+            boxes.nth(1).fill(next(iter(PRESENT)))
+            page.wait_for_function("() => { const b = [...document.querySelectorAll('[role=dialog] button')]"
+                                   ".find(b => b.textContent === 'Execute'); return b && !b.disabled; }")
+            dialog.get_by_role("button", name="Execute", exact=True).click()
+            open_button = page.get_by_role("button", name=f"Open {VIEW}")
+            open_button.wait_for(timeout=240_000)
+            dataset.reload()  # saved by the App server, another process
+            moments = len(dataset.load_saved_view(VIEW))
+            assert moments >= 1
+            # the grid shows the ranked clips (one tile per moment, its query on the label) with no reload
+            clip = page.locator('[data-cy="looker"]').first.locator('[data-cy="tag-marlin_search"]')
+            try:
+                clip.wait_for(timeout=60_000)
+                page.wait_for_function(f"() => document.querySelectorAll('[data-cy=looker]').length === {moments}")
+            finally:
+                page.screenshot(path=str(DOCS / "app-search-opened.png"))
+            assert not page.get_by_text("does not exist").is_visible()
+    finally:
+        dataset.delete()

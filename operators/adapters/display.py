@@ -19,6 +19,7 @@ __all__ = [
     "declare_label_attributes",
     "app_colour_scheme",
     "colour_fields",
+    "hide_in_sidebar",
 ]
 
 # Marlin's predictions and ground truth in clearly different hues (FiftyOne's palette orange and a teal).
@@ -60,6 +61,32 @@ def colour_fields(dataset: fo.Dataset, *, predictions=(), ground_truth=()) -> No
     if not scheme.color_by:
         scheme.color_by = "field"
     dataset.app_config.color_scheme = scheme
+    dataset.save()
+
+
+def hide_in_sidebar(dataset: fo.Dataset, fields) -> None:
+    """Leave ``fields`` unchecked in the App's sidebar by default (their labels not drawn on tiles).
+
+    The dataset's default active fields become "all but these" (kept exclusionary when they already
+    were; a user's explicit list of shown fields just loses these).
+    """
+    fields = [name for name in fields if name]
+    active = dataset.app_config.active_fields
+    if active is None or not active.paths:
+        from fiftyone.core.odm.dataset import ActiveFields
+
+        active = ActiveFields(exclude=True, paths=[])
+    if active.exclude:
+        missing = [name for name in fields if name not in active.paths]
+        if not missing:
+            return
+        active.paths = list(active.paths) + missing
+    else:
+        kept = [path for path in active.paths if path not in fields]
+        if kept == list(active.paths):
+            return
+        active.paths = kept
+    dataset.app_config.active_fields = active
     dataset.save()
 
 

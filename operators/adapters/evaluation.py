@@ -30,6 +30,7 @@ from fiftyone import ViewField as F
 
 from marlin_core.metrics import dense_localization_metrics, grounding_metrics, temporal_iou
 
+from .display import hide_in_sidebar
 from .labels import detection_span_s
 
 MODES = ("events", "grounding")
@@ -163,6 +164,7 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
         eval_key=eval_key, status="running", fields=[pred_field, gt_field]), overwrite=True, cleanup=False)
     _copy_field(view, user_fields[0], pred_field)
     _copy_field(view, user_fields[1], gt_field)
+    hide_in_sidebar(dataset, [pred_field, gt_field])  # copies for FiftyOne's matcher: not drawn twice on tiles
     num_predictions = view.count(f"{pred_field}.detections")
     # mAP ranks predictions by confidence, so it needs one on every prediction
     compute_map = num_predictions > 0 and num_predictions == view.count(f"{pred_field}.detections.confidence")
@@ -196,7 +198,7 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
 
     views = _save_review_views(view, pred_field, gt_field, eval_key)
     summary = {"mode": mode, "eval_key": eval_key, "samples": len(rows), "metrics": metrics, "views": views,
-               "fields": [pred_field, gt_field]}
+               "fields": [pred_field, gt_field], "samples_without_ground_truth": len(view) - len(rows)}
     view.register_run(f"{eval_key}_marlin", view.init_run(
         method="marlin.evaluate", pred_field=user_fields[0], gt_field=user_fields[1], iou=iou, status="completed",
         **summary),

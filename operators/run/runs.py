@@ -113,7 +113,9 @@ def run_history(dataset: fo.Dataset, run_key: str | None = None) -> list[dict]:
         query["run_key"] = run_key
     return list(_records().find(query, {"_id": 1, "run_key": 1, "operation": 1, "status": 1, "outcome": 1,
                                         "started_at": 1, "ended_at": 1, "wall_s": 1, "view": 1, "model": 1,
-                                        "settings": 1, "error": 1, "pid": 1, "host": 1}).sort([("started_at", 1), ("_id", 1)]))
+                                        "settings": 1, "error": 1, "pid": 1, "host": 1, "operator_uri": 1,
+                                        "params": 1, "delegated_operation_id": 1,
+                                        "heartbeat_at": 1}).sort([("started_at", 1), ("_id", 1)]))
 
 
 def latest_outcome(dataset: fo.Dataset) -> dict | None:
@@ -154,6 +156,10 @@ class RunRecord:
             "outcome": {},
         }).inserted_id
         return self
+
+    def annotate(self, values: dict) -> None:
+        """Keep more about the run (the operator, its parameters, the delegated operation's id)."""
+        self._update(json.loads(json.dumps(values, default=str)))
 
     def set_model(self, marlin) -> None:
         """Record what was actually loaded: resolved commit (hub models), device and dtype."""

@@ -18,6 +18,7 @@ from marlin_core.windows import DEFAULT_OVERLAP_S
 from ..adapters.evaluation import foreign_copy_fields
 from ..adapters.labels import field_ownership, samples_with_foreign_text
 from ..adapters.review import holds_reviewed_labels
+from .model_check import model_problem
 
 __all__ = ["RESERVED_FIELDS", "check", "problems"]
 
@@ -241,6 +242,8 @@ def problems(operation: str, params: dict, dataset: fo.Dataset | None) -> dict[s
     if operation == "evaluate":
         return _evaluate_problems(values, dataset)
     found = _model_problems(values)
+    if (reason := model_problem(values.get("model"), values.get("revision"))) is not None:
+        found["model"] = reason
     found.update(_field_problems(operation, values, dataset))
     found.update(_ownership_problems(operation, values, dataset, found))
     if operation == "find":
