@@ -104,6 +104,7 @@ class StaticDecoder:
         except Exception as error:  # noqa: BLE001 - any capture failure: eager decoding is still correct
             self.failure = error_summary(error)
             self.graphs, self.views, self.rows, self.columns = {}, {}, 0, 0
+            self.keys, self.values, self.conv, self.recurrent = {}, {}, {}, {}  # release the pool
             logger.warning("CUDA graph capture failed, decoding eagerly: %s", self.failure)
             return None
         self._load(state, positions, rows, bucket)
@@ -203,7 +204,8 @@ class StaticDecoder:
                 self._step(bucket)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.mempool):
+        # thread_local: the prefetch thread may touch CUDA (pinned memory) while the main thread captures
+        with torch.cuda.graph(graph, pool=self.mempool, capture_error_mode="thread_local"):
             self._step(bucket)
         torch.cuda.current_stream().synchronize()
         return graph
