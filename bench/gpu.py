@@ -341,23 +341,28 @@ def print_table(rows: dict[str, dict]) -> None:
     print(f"device {first['device']}, torch {first['torch']}, kernels {first['kernels']}")
 
 
-def run_quick(clip_dir: Path | None) -> int:
-    """``--quick``: one process on CUDA, the model built on the GPU, each path warmed up once, then timed."""
+def run_quick(clip_dir: Path | None, small: bool = False) -> int:
+    """``--quick``: one process on CUDA, the model built on the GPU, each path warmed up once, then timed.
+
+    With ``small`` it runs the same way on the CPU at the small shape (a check of this script, not a benchmark).
+    """
     import torch
 
     from marlin_core import Marlin
 
     started = time.perf_counter()
-    model, processor = build_model(small=False, device="cuda", dtype=torch.bfloat16)
-    print(f"built the 2B-shape model on the GPU in {time.perf_counter() - started:.1f} s", flush=True)
+    device = "cpu" if small else "cuda"
+    model, processor = build_model(small=small, device=device, dtype=None if small else torch.bfloat16)
+    print(f"built the model on {device} in {time.perf_counter() - started:.1f} s", flush=True)
     marlin = Marlin(model, processor, name_or_path="random Qwen3.5-2B shape")
-    shape = QUICK
+    shape = dict(SMALL, clips=QUICK["clips"]) if small else QUICK
     with tempfile.TemporaryDirectory() as tmp:
         clips, find_video = make_clips(clip_dir or Path(tmp), shape)
         warm = dict(shape, new_tokens=4, find_tokens=4)
         started = time.perf_counter()
         for name in QUICK_RUNS:  # Triton compiles and autotunes, CUDA-graph captures (buckets 1-16)
-            measure(marlin, name, clips if name == "engine, batch 8" else clips[:2], find_video, warm)
+            settings = dict(warm, queries=2) if name == "find, one call per query" else warm
+            measure(marlin, name, clips if name == "engine, batch 8" else clips[:2], find_video, settings)
         print(f"warm-up {time.perf_counter() - started:.1f} s; {len(clips)} clips of {shape['seconds']:g} s "
               f"({', '.join(shape['sizes'])}), {shape['new_tokens']} new tokens; find: {shape['queries']} "
               f"queries on {shape['find_seconds']:g} s", flush=True)
@@ -366,7 +371,8 @@ def run_quick(clip_dir: Path | None) -> int:
             rows[name] = measure(marlin, name, clips, find_video, shape)
             print_row(name, rows[name], rows, header=index == 0)
         first = rows["reference"]
-        print(f"device {first['device']} ({torch.cuda.get_device_name()}), torch {first['torch']}, "
+        name = torch.cuda.get_device_name() if first["device"].startswith("cuda") else "CPU"
+        print(f"device {first['device']} ({name}), torch {first['torch']}, "
               f"kernels {marlin.kernels()}")
         one, eight, ref = rows["engine, one at a time"], rows["engine, batch 8"], rows["reference"]
         print(f"decode ms/step: reference batch 1 {ref['ms_per_step']:.1f}, reference batch 8 "
@@ -379,7 +385,8 @@ def run_quick(clip_dir: Path | None) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="tiny width, short clips: runs on a CPU")
-    parser.add_argument("--quick", action="store_true", help="CUDA, one process, <= 8 minutes on a fresh GPU")
+    parser.add_argument("--quick", action="store_true", help="CUDA, one process, <= 8 minutes on a fresh GPU "
+                        "(with --small: the same flow on the CPU, to check the script)")
     parser.add_argument("--clips", type=Path, help="--quick: folder with clip*.mp4 and find.mp4 made beforehand")
     parser.add_argument("--make-clips", type=Path, help="make --quick's clips in this folder and stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -395,7 +402,7 @@ def main() -> int:
         print(make_clips(args.make_clips, QUICK))
         return 0
     if args.quick:
-        return run_quick(args.clips)
+        return run_quick(args.clips, args.small)
     shape = SMALL if args.small else FULL
     names = [n for n in (*CAPTION_RUNS, *FIND_RUNS) if args.paths is None or n in args.paths or
              n in ("reference", "find, one call per query")]
