@@ -49,10 +49,11 @@ NEUTRAL_GENERATION = {
 
 
 def language_parts(model):
-    """``(language model, lm head)`` of a Qwen3.5-style model, or None when the layers are not the expected kind."""
+    """``(language model, lm head)`` of a Qwen3.5-style model (the video model, or the text-only one), or None when
+    the layers are not the expected kind."""
     inner = getattr(model, "model", None)
-    lm, head = getattr(inner, "language_model", None), getattr(model, "lm_head", None)
-    if lm is None or head is None or not hasattr(inner, "get_rope_index"):
+    lm, head = getattr(inner, "language_model", inner), getattr(model, "lm_head", None)
+    if lm is None or head is None or not hasattr(lm, "layers") or not hasattr(lm, "rotary_emb"):
         return None
     types = list(getattr(lm.config, "layer_types", []) or [])
     layers = list(lm.layers[: lm.config.num_hidden_layers])
@@ -86,6 +87,8 @@ def prompt_positions(model, inputs) -> torch.Tensor:
         text = torch.arange(ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
     else:
         text = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    if not hasattr(model.model, "get_rope_index"):  # a text-only model: the text positions on every row
+        return text[None].expand(4, -1, -1).contiguous()
     rope, _ = model.model.get_rope_index(ids, inputs["mm_token_type_ids"], video_grid_thw=inputs.get("video_grid_thw"),
                                          image_grid_thw=inputs.get("image_grid_thw"), attention_mask=mask)
     return torch.cat([text[None].to(rope), rope], dim=0)
@@ -108,12 +111,13 @@ def prefill(model, inputs, positions: torch.Tensor, cache=None):
     mask = inputs.get("attention_mask")
     if mask is not None and bool((mask == 1).all()):
         mask = None  # as generate: no padding, no mask (SDPA then runs its causal kernel)
-    extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
     if done:
         extra = {k: v for k, v in extra.items() if not k.startswith("pixel_values")}
+    if "mm_token_type_ids" in extra:
+        extra["mm_token_type_ids"] = extra["mm_token_type_ids"][:, done:]
     out = model(input_ids=inputs["input_ids"][:, done:], attention_mask=mask, position_ids=positions[..., done:],
-                mm_token_type_ids=inputs["mm_token_type_ids"][:, done:], cache=cache, use_cache=True,
-                logits_to_keep=1, **extra)
+                cache=cache, use_cache=True, logits_to_keep=1, **extra)
     return out.logits[:, -1].to(copy=True, dtype=torch.float32), out.cache
 
 
