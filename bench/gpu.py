@@ -157,7 +157,7 @@ class Meter:
             out.shape[1] - kwargs["input_ids"].shape[1], out.shape[0]))
         if marlin.generator.decoder is not None:
             loop = marlin.generator.decoder
-            self._wrap(loop, "generate", lambda out, args, kwargs: out.tokens.shape)
+            self._wrap(loop, "generate", lambda out, args, kwargs: (out.tokens.shape[1], out.tokens.shape[0]))
             self._wrap(loop, "generate_queries", lambda out, args, kwargs: (
                 max(r.tokens.shape[1] for r in out), sum(r.tokens.shape[0] for r in out)))
         self._hook = marlin.model.register_forward_hook(self._after, with_kwargs=True)
