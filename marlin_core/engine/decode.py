@@ -267,23 +267,25 @@ class Stepper:
 class StopFlag:
     """Whether every row has ended, read without stalling the device.
 
-    On the CPU the flag is read every step (a read of host memory). On an accelerator a copy of it is queued
-    into pinned host memory every ``every`` steps and read at the next check, by when the device has long
-    finished it: the host never waits for the step in flight.
+    On the CPU the flag is read every step (a read of host memory). On CUDA a copy of it is queued into pinned host
+    memory every ``every`` steps and read at the next check, by when the device has long finished it: the host
+    never waits for the step in flight. Other accelerators (MPS) read it every ``every`` steps directly.
     """
 
     def __init__(self, device: torch.device, every: int = CHECK_EVERY):
         self.device, self.every = device, every
-        self.pending = None
-        if device.type != "cpu":
-            self.host = torch.zeros((), dtype=torch.bool, pin_memory=device.type == "cuda")
-            self.event = torch.Event(device=device)
+        self.pending = False
+        if device.type == "cuda":
+            self.host = torch.zeros((), dtype=torch.bool, pin_memory=True)
+            self.event = torch.cuda.Event()
 
     def __call__(self, finished: torch.Tensor, step: int) -> bool:
         if self.device.type == "cpu":
             return bool(finished.all())
         if step % self.every:
             return False
+        if self.device.type != "cuda":
+            return bool(finished.all())
         done = False
         if self.pending:
             self.event.synchronize()
