@@ -141,7 +141,9 @@ class Meter:
 
     Generation calls are ``model.generate`` and the engine's decode loop (``DecodeLoop.generate`` /
     ``generate_queries``); a call's decode span runs from the end of its last prefill (a ``forward`` over more
-    than one token) to the call's end, and its steps are the tokens it chose after the first.
+    than one token) to the call's end, and its steps are the tokens it chose after the first. On the CPU the
+    decode span is process CPU time (the children run one torch thread): on a shared machine, wall time mostly
+    measures the other processes.
     """
 
     def __init__(self, marlin):
@@ -171,6 +173,10 @@ class Meter:
         if self.cuda:
             self.torch.cuda.synchronize()
 
+    def _clock(self) -> float:
+        self._sync()
+        return time.perf_counter() if self.cuda else time.process_time()
+
     def _wrap(self, owner, name: str, counts):
         real = getattr(owner, name)
 
@@ -181,9 +187,8 @@ class Meter:
             try:
                 out = real(*args, **kwargs)
             finally:
-                self._sync()
-                ended = time.perf_counter()
-                self.generate_s += ended - started
+                ended = self._clock()
+                self.generate_s += time.perf_counter() - started
             new, rows = (int(n) for n in counts(out, args, kwargs))
             self.tokens += new * rows
             if new > 1 and self._prefill_end is not None:
@@ -197,8 +202,7 @@ class Meter:
     def _after(self, module, args, kwargs, output):
         ids = kwargs.get("input_ids")
         if ids is not None and ids.shape[1] > 1:
-            self._sync()
-            self._prefill_end = time.perf_counter()
+            self._prefill_end = self._clock()
 
     def close(self):
         for owner, name in self._restore:
@@ -213,8 +217,12 @@ class Meter:
 
 def run_child(name: str, model_dir: str, clips: list[str], find_video: str, settings: dict) -> dict:
     """Run one path in this (fresh) process; return its figures and answers."""
+    import torch
+
     from marlin_core import Marlin
 
+    if not torch.cuda.is_available():
+        torch.set_num_threads(1)  # as the tests: on a small shared CPU more threads mostly wait on each other
     decode = "generate" if name == "engine, plain generate" else None
     return measure(Marlin.from_pretrained(model_dir, decode=decode), name, clips, find_video, settings)
 
