@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CHECK_EVERY", "DecodeResult", "StepCache", "Stepper", "StopFlag", "decode", "prefill", "supported"]
+__all__ = ["CHECK_EVERY", "DecodeResult", "LayerStates", "StepCache", "Stepper", "StopFlag", "decode", "prefill", "supported"]
 
 # Steps between two reads of the end-of-answer flag on CUDA (each read is one step late, so it never stalls the
 # GPU queue); at most ~2x this many steps run after every row ended. The CPU reads it every step.
@@ -121,7 +121,29 @@ def prefill(model, inputs, positions: torch.Tensor, cache=None):
     return out.logits[:, -1].to(copy=True, dtype=torch.float32), out.cache
 
 
-class StepCache:
+class LayerStates:
+    """The gated-delta-net states of a request, answering the calls Qwen3.5's linear-attention layers make on a
+    transformers ``Cache`` (5.24 API) in a single-token step: get the conv window (updated in place by the conv
+    kernel) and the recurrent state, store the new recurrent state in place."""
+
+    conv: dict
+    recurrent: dict
+
+    def get_conv_state(self, layer_idx: int, state_idx: int = 0) -> torch.Tensor:
+        return self.conv[layer_idx]
+
+    def get_recurrent_state(self, layer_idx: int, state_idx: int = 0) -> torch.Tensor:
+        return self.recurrent[layer_idx]
+
+    def is_recording_past(self, layer_idx: int) -> bool:
+        return False
+
+    def update_recurrent_state(self, recurrent_states: torch.Tensor, layer_idx: int, state_idx: int = 0,
+                               **kwargs) -> torch.Tensor:
+        return self.recurrent[layer_idx].copy_(recurrent_states)
+
+
+class StepCache(LayerStates):
     """The caches of one request, laid out for one-token steps; duck-typed as transformers' ``Cache`` for the
     calls Qwen3.5's decoder layers make in a single-token step.
 
@@ -201,21 +223,6 @@ class StepCache:
 
     def advance(self) -> None:
         self.length += 1
-
-    # ---- the calls of Qwen3.5's decoder layers (transformers 5.24 ``Cache`` API) ----
-
-    def get_conv_state(self, layer_idx: int, state_idx: int = 0) -> torch.Tensor:
-        return self.conv[layer_idx]
-
-    def get_recurrent_state(self, layer_idx: int, state_idx: int = 0) -> torch.Tensor:
-        return self.recurrent[layer_idx]
-
-    def is_recording_past(self, layer_idx: int) -> bool:
-        return False
-
-    def update_recurrent_state(self, recurrent_states: torch.Tensor, layer_idx: int, state_idx: int = 0,
-                               **kwargs) -> torch.Tensor:
-        return self.recurrent[layer_idx].copy_(recurrent_states)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         """Write this step's key/value at column ``length``; return views of the columns written so far."""

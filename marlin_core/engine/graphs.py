@@ -27,7 +27,7 @@ import logging
 import torch
 
 from ..errors import error_summary
-from .decode import FULL, LINEAR, StepCache, Stepper
+from .decode import FULL, LINEAR, LayerStates, StepCache, Stepper
 
 __all__ = ["BUCKETS", "StaticDecoder"]
 
@@ -41,25 +41,13 @@ COLUMN_STEP = 4096
 WARMUP_STEPS = 2
 
 
-class PoolCache:
+class PoolCache(LayerStates):
     """A bucket's view of the pool, duck-typed as transformers' ``Cache`` for single-token steps (see
     :class:`marlin_core.engine.decode.StepCache`); writes go to the column in ``write_index`` (a device tensor)."""
 
     def __init__(self, keys: dict, values: dict, conv: dict, recurrent: dict, write_index: torch.Tensor):
         self.keys, self.values, self.conv, self.recurrent = keys, values, conv, recurrent
         self.write_index = write_index
-
-    def get_conv_state(self, layer_idx: int, state_idx: int = 0) -> torch.Tensor:
-        return self.conv[layer_idx]
-
-    def get_recurrent_state(self, layer_idx: int, state_idx: int = 0) -> torch.Tensor:
-        return self.recurrent[layer_idx]
-
-    def is_recording_past(self, layer_idx: int) -> bool:
-        return False
-
-    def update_recurrent_state(self, recurrent_states, layer_idx: int, state_idx: int = 0, **kwargs):
-        return self.recurrent[layer_idx].copy_(recurrent_states)
 
     def update(self, key_states, value_states, layer_idx: int, *args, **kwargs):
         self.keys[layer_idx].index_copy_(2, self.write_index, key_states)
@@ -180,9 +168,8 @@ class StaticDecoder:
         self.rows, self.columns = rows, columns
 
     def _view(self, bucket: int) -> dict:
-        cache = PoolCache({i: t[:bucket] for i, t in self.keys.items()}, {i: t[:bucket] for i, t in self.values.items()},
-                          {i: t[:bucket] for i, t in self.conv.items()},
-                          {i: t[:bucket] for i, t in self.recurrent.items()}, self.write_index)
+        rows = [{i: t[:bucket] for i, t in part.items()} for part in (self.keys, self.values, self.conv, self.recurrent)]
+        cache = PoolCache(*rows, self.write_index)
         return {"cache": cache, "mask": self.mask[:bucket], "positions": self.positions[:, :bucket],
                 "tokens": self.tokens[:bucket], "out": self.logits[:bucket]}
 
