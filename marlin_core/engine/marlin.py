@@ -1,10 +1,11 @@
 """The inference engine: ``Marlin.caption`` / ``Marlin.find`` with the reference API, and faster variants.
 
-``Marlin`` is a façade: :mod:`marlin_core.engine.generation` runs ``generate`` (greedy tokens equal a plain
-``generate`` on the same inputs; confidence recorded on the fly), :mod:`marlin_core.engine.pipeline` runs requests
-over videos (windows for long ones, decoding ahead, batches, one result or error per item). Every answer
-is a real ``generate`` followed by the contract's parser, so the result dicts have the reference helpers'
-shapes, plus a ``confidence`` per time range and a ``truncated`` flag.
+``Marlin`` is a façade: :mod:`marlin_core.engine.generation` decodes answers (the engine's decode loop over the
+model's own layers, :mod:`marlin_core.engine.loop`, or plain ``generate`` with ``decode="generate"``: greedy
+tokens equal a plain ``generate`` on the same inputs; confidence recorded on the fly),
+:mod:`marlin_core.engine.pipeline` runs requests over videos (windows for long ones, decoding ahead, batches, one
+result or error per item). Every answer is the model's decoding followed by the contract's parser, so the result
+dicts have the reference helpers' shapes, plus a ``confidence`` per time range and a ``truncated`` flag.
 
 Keyword settings, the same for every method (see :meth:`marlin_core.engine.pipeline.Request.build`):
 ``max_new_tokens`` (2048 caption / 64 find), ``prompt``, ``do_sample``, ``temperature``, ``top_p``,
