@@ -47,19 +47,34 @@ def make_library(root: Path, color_videos: dict[str, Path]) -> dict[str, list[Pa
 
 @contextlib.contextmanager
 def counting_generate(model_class) -> Iterator[list[int]]:
-    """Count calls of ``model_class.generate`` (each still runs the real one); yields ``[count]``."""
+    """Count generations: calls of ``model_class.generate`` and of the engine's decode loop (each still runs the
+    real one; ``find_many``'s batch counts one per query, as when each query was its own ``generate``); yields
+    ``[count]``."""
+    from marlin_core.engine.loop import DecodeLoop
+
     real = model_class.generate
     own = "generate" in vars(model_class)
+    real_loop, real_queries = DecodeLoop.generate, DecodeLoop.generate_queries
     count = [0]
 
     def generate(self, *args, **kwargs):
         count[0] += 1
         return real(self, *args, **kwargs)
 
+    def loop_generate(self, *args, **kwargs):
+        count[0] += 1
+        return real_loop(self, *args, **kwargs)
+
+    def loop_queries(self, prefix_cache, queries, *args, **kwargs):
+        count[0] += len(queries)
+        return real_queries(self, prefix_cache, queries, *args, **kwargs)
+
     model_class.generate = generate
+    DecodeLoop.generate, DecodeLoop.generate_queries = loop_generate, loop_queries
     try:
         yield count
     finally:
+        DecodeLoop.generate, DecodeLoop.generate_queries = real_loop, real_queries
         if own:
             model_class.generate = real
         else:

@@ -37,11 +37,38 @@ def plain_generate(marlin, inputs, **kwargs) -> list[int]:
 @pytest.mark.parametrize("name", ["trained", "random"])
 @pytest.mark.parametrize("prompt", [CAPTION_PROMPT, find_prompt("red light")])
 def test_greedy_tokens_are_plain_generate_tokens(models, name, prompt, color_videos):
+    """The engine's decode loop (the default) gives plain ``generate``'s tokens and the recorder's log-probs."""
     marlin = models[name]
+    assert marlin.generator.decoder is not None
     inputs = marlin.prepare(color_videos["red"], prompt)
     ours = marlin.generator.generate(inputs, GenerationSettings(NEW_TOKENS))[0]
     assert ours.token_ids == plain_generate(marlin, inputs, do_sample=False)
     assert len(ours.logprobs) == len(ours.token_ids)
+    loop, marlin.generator.decoder = marlin.generator.decoder, None  # today's path: generate + the recorder
+    try:
+        recorded = marlin.generator.generate(inputs, GenerationSettings(NEW_TOKENS))[0]
+    finally:
+        marlin.generator.decoder = loop
+    assert recorded.token_ids == ours.token_ids
+    assert recorded.logprobs == ours.logprobs  # the same arithmetic: equal, not just close
+
+
+def test_padded_batch_rows_are_plain_generate_rows(models, color_videos):
+    """Left-padded rows of different prompt lengths: the loop's masked steps give ``generate``'s tokens per row."""
+    from marlin_core.engine.inputs import collate_inputs
+
+    for marlin in models.values():
+        items = [marlin.prepare(color_videos["red"], CAPTION_PROMPT),
+                 marlin.prepare(color_videos["blue"], find_prompt("a much longer query about blue skies")),
+                 marlin.prepare(color_videos["red"], find_prompt("red light"))]
+        batch = collate_inputs(items, marlin.generator.tokenizer.pad_token_id)
+        assert not bool(batch["attention_mask"].all())
+        ours = marlin.generator.generate(batch, GenerationSettings(NEW_TOKENS))
+        with torch.inference_mode():
+            sequences = marlin.model.generate(**batch, max_new_tokens=NEW_TOKENS, do_sample=False)
+        for generation, row in zip(ours, sequences[:, batch["input_ids"].shape[1]:].tolist()):
+            end = next((i for i, t in enumerate(row) if t in marlin.generator.eos_ids), len(row))
+            assert generation.token_ids == row[:end]
 
 
 def test_logprobs_are_those_of_the_stored_logits(trained_marlin, random_marlin, color_videos):
@@ -123,4 +150,6 @@ def test_kernel_report_names_what_runs(trained_marlin):
     assert report["linear_attention"] == expected
     assert report["causal_conv1d"] == ("causal_conv1d" if importlib.util.find_spec("causal_conv1d") else TORCH_FALLBACK)
     assert report["attention"] == trained_marlin.model.config._attn_implementation
-    assert trained_marlin.kernels() == report
+    decode = "eager loop" if trained_marlin.device.type == "cpu" else "CUDA graphs"
+    assert trained_marlin.kernels() == dict(report, decode=trained_marlin.generator.decode_report())
+    assert trained_marlin.kernels()["decode"].startswith(decode)

@@ -18,18 +18,20 @@ SPARSE = dict(fps=0.5)
 
 @contextlib.contextmanager
 def counting_generate(marlin):
-    """Count ``marlin.model.generate`` calls; each call still runs the real ``generate``."""
-    real, calls = marlin.model.generate, []
+    """Count generations: ``marlin.model.generate`` calls, or the engine's decode-loop calls (the default path);
+    each call still runs the real one."""
+    owner = marlin.generator.decoder if marlin.generator.decoder is not None else marlin.model
+    real, calls = owner.generate, []
 
     def generate(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    marlin.model.generate = generate
+    owner.generate = generate
     try:
         yield calls
     finally:
-        del marlin.model.generate
+        del owner.generate
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,9 @@ from transformers import (
 
 from . import confidence as conf
 from ..contract import parse_caption, parse_find
+from .decode import supported
 from .inputs import chat_text
+from .loop import DecodeLoop, decode_mode
 
 __all__ = ["Generation", "GenerationSettings", "Generator", "caption_answer", "find_answer"]
 
@@ -90,12 +92,36 @@ class Generation:
 class Generator:
     """A loaded model and processor, and the ways this project calls ``generate`` on them."""
 
-    def __init__(self, model, processor):
+    def __init__(self, model, processor, decode: str | None = None):
+        """
+        Args:
+            model, processor: the loaded checkpoint.
+            decode: ``"auto"`` (default; ``$MARLIN_DECODE`` overrides it): this project's decode loop, with CUDA
+                graphs on CUDA; ``"eager"``: the loop without graphs; ``"generate"``: plain ``model.generate``
+                (see :mod:`marlin_core.engine.loop`). Checkpoints the loop does not reproduce use ``generate``.
+        """
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.eos_ids = self._eos_token_ids()
         self.vision_end_id = self.tokenizer.convert_tokens_to_ids(VISION_END)
+        mode = decode_mode(decode)
+        self.decoder: DecodeLoop | None = None
+        self.decode_fallback = "decode='generate'" if mode == "generate" else supported(model)
+        if self.decode_fallback is None:
+            self.decoder = DecodeLoop(model, sorted(self.eos_ids), self._pad_token_id(), mode)
+
+    def decode_report(self) -> str:
+        """What decodes answers: the loop (eager, or CUDA graphs and their buckets) or plain ``generate`` and why."""
+        if self.decoder is not None:
+            return self.decoder.describe()
+        return f"model.generate ({self.decode_fallback})"
+
+    def _pad_token_id(self) -> int:
+        pad = getattr(self.model.generation_config, "pad_token_id", None)
+        if pad is None:
+            pad = self.tokenizer.pad_token_id
+        return int(pad) if pad is not None else min(self.eos_ids)
 
     @property
     def device(self) -> torch.device:
@@ -115,14 +141,28 @@ class Generator:
 
     @torch.inference_mode()
     def generate(self, inputs: BatchFeature, settings: GenerationSettings, cache=None) -> list[Generation]:
-        """Run ``generate`` on a (possibly batched, left-padded) input and decode each row.
+        """Answer a (possibly batched, left-padded) input and decode each row.
+
+        With :attr:`decoder` set (the default where :func:`marlin_core.engine.decode.supported` holds) the
+        tokens come from this project's decode loop, else from ``model.generate``; both give the same greedy
+        tokens and log-probs (tested).
 
         Args:
             inputs: model inputs, batch size >= 1.
             settings: the decoding settings.
-            cache: a key/value cache of a prefix of ``inputs`` (consumed: pass a copy).
+            cache: a key/value cache of a prefix of ``inputs`` (consumed: pass a copy); plain ``generate`` only.
         """
         inputs = self.cast_pixels(BatchFeature(dict(inputs)).to(self.device))  # a copy: the caller's stays put
+        if self.decoder is None or cache is not None:
+            new_tokens, logprobs = self._plain_generate(inputs, settings, cache)
+        else:
+            warpers = self._warpers(settings)
+            result = self.decoder.generate(inputs, settings.max_new_tokens, warpers)
+            new_tokens, logprobs = result.tokens, result.logprobs
+        return self._generations(new_tokens, logprobs, settings)
+
+    def _plain_generate(self, inputs: BatchFeature, settings: GenerationSettings, cache):
+        """``model.generate`` with the confidence recorder: ``(new token ids, their log-probs)`` on the CPU."""
         recorder = conf.ChosenTokenLogprobs()
         extra = {} if cache is None else {"cache": cache}
         sequences = self.model.generate(
@@ -132,7 +172,16 @@ class Generator:
             logits_processor=settings.logits_processors(recorder, self.model.generation_config.top_k),
         )
         new_tokens = sequences[:, inputs["input_ids"].shape[1]:]
-        logprobs = recorder.finish(new_tokens)
+        return new_tokens.cpu(), recorder.finish(new_tokens)
+
+    def _warpers(self, settings: GenerationSettings):
+        """The sampling warpers ``generate`` would run after the recorder, or None for greedy decoding."""
+        if not settings.do_sample:
+            return None
+        return LogitsProcessorList(settings.logits_processors(conf.ChosenTokenLogprobs(),
+                                                              self.model.generation_config.top_k)[1:])
+
+    def _generations(self, new_tokens: torch.Tensor, logprobs: torch.Tensor, settings: GenerationSettings):
         generations = []
         for row, row_lps in zip(new_tokens.tolist(), logprobs.tolist()):
             end = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
@@ -149,8 +198,10 @@ class Generator:
 
         With several prompts and greedy decoding, the key/value cache of the prompt prefix they share
         (everything up to and including ``<|vision_end|>``: the video tokens, their timestamps and the
-        vision encoder's output) is computed once and copied for each prompt, so a prompt costs only
-        its own prefill and decoding. Answers equal independent calls (tested).
+        vision encoder's output) is computed once. With the decode loop, each prompt's own text is prefilled
+        on a copy of it and all prompts are decoded as one batch (:meth:`DecodeLoop.generate_queries`);
+        with plain ``generate``, the cache is copied for each prompt in turn. Answers equal independent
+        calls (tested).
         """
         if len(prompts) == 1 or settings.do_sample:
             others = [self.query_inputs(first, self.prefix_length(first), sampled, p) for p in prompts[1:]]
@@ -158,11 +209,12 @@ class Generator:
             return [self.generate(inputs, settings)[0] for inputs in [first, *others]]
         prefix_len = self.prefix_length(first)
         cache = self.prefix_cache(first, prefix_len)
-        generations = []
-        for prompt in prompts:
-            inputs = self.query_inputs(first, prefix_len, sampled, prompt)
-            generations.append(self.generate(inputs, settings, cache=copy.deepcopy(cache))[0])
-        return generations
+        queries = [self.query_inputs(first, prefix_len, sampled, prompt) for prompt in prompts]
+        if self.decoder is not None:
+            queries = [BatchFeature(dict(q)).to(self.device) for q in queries]
+            results = self.decoder.generate_queries(cache, queries, settings.max_new_tokens)
+            return [g for r in results for g in self._generations(r.tokens, r.logprobs, settings)]
+        return [self.generate(inputs, settings, cache=copy.deepcopy(cache))[0] for inputs in queries]
 
     def prefix_length(self, inputs: BatchFeature) -> int:
         """Tokens up to and including the last ``<|vision_end|>``: the part every query shares."""
@@ -202,7 +254,7 @@ class Generator:
             "video_grid_thw": inputs["video_grid_thw"],
         }
         prefix = {k: v.to(self.device) for k, v in prefix.items()}
-        return self.model(**prefix, use_cache=True, logits_to_keep=1).past_key_values
+        return self.model(**prefix, use_cache=True, logits_to_keep=1).cache
 
 
 def _numbers(tokenizer, generation: Generation):

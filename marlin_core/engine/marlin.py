@@ -1,10 +1,11 @@
 """The inference engine: ``Marlin.caption`` / ``Marlin.find`` with the reference API, and faster variants.
 
-``Marlin`` is a façade: :mod:`marlin_core.engine.generation` runs ``generate`` (greedy tokens equal a plain
-``generate`` on the same inputs; confidence recorded on the fly), :mod:`marlin_core.engine.pipeline` runs requests
-over videos (windows for long ones, decoding ahead, batches, one result or error per item). Every answer
-is a real ``generate`` followed by the contract's parser, so the result dicts have the reference helpers'
-shapes, plus a ``confidence`` per time range and a ``truncated`` flag.
+``Marlin`` is a façade: :mod:`marlin_core.engine.generation` decodes answers (the engine's decode loop over the
+model's own layers, :mod:`marlin_core.engine.loop`, or plain ``generate`` with ``decode="generate"``: greedy
+tokens equal a plain ``generate`` on the same inputs; confidence recorded on the fly),
+:mod:`marlin_core.engine.pipeline` runs requests over videos (windows for long ones, decoding ahead, batches, one
+result or error per item). Every answer is the model's decoding followed by the contract's parser, so the result
+dicts have the reference helpers' shapes, plus a ``confidence`` per time range and a ``truncated`` flag.
 
 Keyword settings, the same for every method (see :meth:`marlin_core.engine.pipeline.Request.build`):
 ``max_new_tokens`` (2048 caption / 64 find), ``prompt``, ``do_sample``, ``temperature``, ``top_p``,
@@ -68,37 +69,41 @@ class Marlin:
         pipeline: runs requests over videos (:class:`marlin_core.engine.pipeline.Pipeline`).
     """
 
-    def __init__(self, model, processor, *, name_or_path: str | None = None, revision: str | None = None):
+    def __init__(self, model, processor, *, name_or_path: str | None = None, revision: str | None = None,
+                 decode: str | None = None):
         self.model = model
         self.processor = processor
         self.name_or_path = name_or_path or getattr(model, "name_or_path", None)
         self.revision = revision
-        self.generator = Generator(model, processor)
+        self.generator = Generator(model, processor, decode=decode)
         self.pipeline = Pipeline(self.generator)
         logger.info("Marlin on %s (%s), kernels: %s", self.device, model.dtype, self.kernels())
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = DEFAULT_MODEL, *, revision: str | None = None,
-                        **load_options: Any) -> "Marlin":
+                        decode: str | None = None, **load_options: Any) -> "Marlin":
         """Load from a hub id, a local folder or the offline cache.
 
         Picks CUDA + bfloat16 when available, else MPS + float16, else CPU + float32. ``load_options``:
         ``device``, ``dtype``, ``local_files_only``, ``attn_implementation``, ``trust_remote_code`` and
         ``token`` (a Hugging Face token for the gated model; default: the one ``hf auth login`` saved).
+        ``decode``: ``"auto"`` (this project's decode loop, CUDA graphs on CUDA), ``"eager"`` or ``"generate"``
+        (plain ``model.generate``); default ``$MARLIN_DECODE`` or ``"auto"`` (:mod:`marlin_core.engine.loop`).
 
         Raises:
             ModelLoadError: with advice (log in for the gated model, or use a local folder).
         """
         model, processor, _ = load_model_and_processor(str(name_or_path), revision=revision, **load_options)
-        return cls(model, processor, name_or_path=str(name_or_path), revision=revision)
+        return cls(model, processor, name_or_path=str(name_or_path), revision=revision, decode=decode)
 
     @property
     def device(self) -> torch.device:
         return self.generator.device
 
     def kernels(self) -> dict[str, str]:
-        """Which implementation runs each hot spot (see :func:`marlin_core.engine.kernels.kernel_report`)."""
-        return kernel_report(self.model)
+        """Which implementation runs each hot spot (see :func:`marlin_core.engine.kernels.kernel_report`), and
+        ``decode``: what runs the decode steps (the loop, eager or in CUDA graphs, or plain ``generate``)."""
+        return dict(kernel_report(self.model), decode=self.generator.decode_report())
 
     def prepare(self, video: VideoLike, prompt: str, **options):
         """Model inputs (``BatchFeature``) for one video and prompt, identical to the reference path's.
