@@ -28,8 +28,8 @@ import torch
 
 __all__ = ["SCRATCH_BYTES", "can_patchify", "video_patches"]
 
-# Float32 scratch for a non-float32 output: strips are grouped up to this size (speed), never split (one strip
-# of a 1080p-sized frame pair is ~1.5 MB); the peak above the output is at most this or one strip.
+# Float32 scratch for a non-float32 output: strips are grouped up to this size (fewer calls) and 1/16 of the
+# output, never split (one strip of a 1080p-sized frame pair is ~1.5 MB); the peak above the output is the scratch.
 SCRATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -56,7 +56,7 @@ def video_patches(video_processor, frames: torch.Tensor, dtype: torch.dtype = to
         frames: uint8 ``(T, C, H, W)``, already sized (H and W multiples of ``patch_size * merge_size``).
         dtype: the output's floating dtype: float32 (the processor's), or the model's (e.g. bfloat16: equal
             to the processor's float32 output cast to it).
-        scratch_bytes: the float32 scratch a non-float32 output is computed in, rounded to whole strips.
+        scratch_bytes: the most float32 scratch a non-float32 output is computed in (whole strips, at least one).
 
     Returns:
         ``(pixel_values, [grid_t, grid_h, grid_w])``; ``pixel_values`` is ``(grid_t * grid_h * grid_w,
@@ -78,7 +78,9 @@ def video_patches(video_processor, frames: torch.Tensor, dtype: torch.dtype = to
     columns = channels * temporal * patch * patch
     out = torch.empty(grid_t * grid_h * grid_w, columns, dtype=dtype)
     mean, std = _mean_std(video_processor)
-    per_step = max(1, scratch_bytes // (strip_rows * columns * 4)) if dtype != torch.float32 else strips
+    # a non-float32 output's scratch: at most scratch_bytes and 1/16 of the output (short clips), at least a strip
+    scratch_limit = min(scratch_bytes, out.nbytes // 16)
+    per_step = max(1, scratch_limit // (strip_rows * columns * 4)) if dtype != torch.float32 else strips
     scratch = (torch.empty(min(per_step, strips) * strip_rows, columns, dtype=torch.float32)
                if dtype != torch.float32 else None)
     for t in range(grid_t):
