@@ -92,4 +92,4 @@ def test_peak_above_the_frames_is_at_most_1_2x_the_model_input(ratios, mode):
 
 @pytest.mark.parametrize("mode", ["float32", "bfloat16"])
 def test_the_ratio_does_not_grow_with_video_length(ratios, mode):
-    assert ratios["long"][mode] - ratios["short"][mode] < 0.05, ratios
+    assert ratios["long"][mode] - ratios["short"][mode] < 0.1, ratios

@@ -28,9 +28,10 @@ import torch
 
 __all__ = ["SCRATCH_BYTES", "can_patchify", "video_patches"]
 
-# Float32 scratch for a non-float32 output: strips are grouped up to this size (fewer calls) and 1/16 of the
-# output, never split (one strip of a 1080p-sized frame pair is ~1.5 MB); the peak above the output is the scratch.
-SCRATCH_BYTES = 4 * 1024 * 1024
+# Float32 scratch for a non-float32 output: strips, then whole temporal patches, are grouped up to this size and
+# 1/16 of the output (fewer, larger calls), never split (a strip of a 1080p-window frame pair is ~1 MB); the peak
+# above the output is the scratch.
+SCRATCH_BYTES = 64 * 1024 * 1024
 
 
 def can_patchify(video_processor) -> bool:
@@ -78,25 +79,32 @@ def video_patches(video_processor, frames: torch.Tensor, dtype: torch.dtype = to
     columns = channels * temporal * patch * patch
     out = torch.empty(grid_t * grid_h * grid_w, columns, dtype=dtype)
     mean, std = _mean_std(video_processor)
-    # a non-float32 output's scratch: at most scratch_bytes and 1/16 of the output (short clips), at least a strip
-    scratch_limit = min(scratch_bytes, out.nbytes // 16)
-    per_step = max(1, scratch_limit // (strip_rows * columns * 4)) if dtype != torch.float32 else strips
-    scratch = (torch.empty(min(per_step, strips) * strip_rows, columns, dtype=torch.float32)
-               if dtype != torch.float32 else None)
-    for t in range(grid_t):
-        first = t * temporal
-        # the temporal padding: the last frame repeated (a copy of at most `temporal` uint8 frames)
-        pair = frames[first:first + temporal] if first + temporal <= count else \
-            frames[[min(i, count - 1) for i in range(first, first + temporal)]]
-        for strip in range(0, strips, per_step):
-            stop = min(strip + per_step, strips)
-            rows = (t * strips + strip) * strip_rows, (t * strips + stop) * strip_rows
-            target = out[rows[0]:rows[1]] if scratch is None else scratch[:rows[1] - rows[0]]
-            pixels = pair[:, :, strip * side:stop * side]  # (temporal, C, strips * side, W)
-            source = pixels.view(temporal, channels, stop - strip, merge, patch, blocks_w, merge, patch)
-            patches = target.view(stop - strip, blocks_w, merge, merge, channels, temporal, patch, patch)
-            patches.copy_(source.permute(2, 5, 3, 6, 1, 0, 4, 7))
+    scratch, step = None, grid_t * strips  # float32: normalised in the output itself, all at once
+    if dtype != torch.float32:  # at most scratch_bytes and 1/16 of the output (short clips), at least one strip
+        step = max(1, min(scratch_bytes, out.nbytes // 16) // (strip_rows * columns * 4))
+        scratch = torch.empty(min(step, grid_t * strips) * strip_rows, columns, dtype=torch.float32)
+    full_t = count // temporal
+    sources = [(frames, 0, full_t)]
+    if full_t < grid_t:  # the temporal padding: the last frame repeated (a copy of under `temporal` uint8 frames)
+        sources.append((frames[[min(i, count - 1) for i in range(full_t * temporal, grid_t * temporal)]], full_t, grid_t))
+    for source, first_t, stop_t in sources:
+        for t0, t1, s0, s1 in _blocks(first_t, stop_t, strips, step):
+            pixels = source[(t0 - first_t) * temporal:(t1 - first_t) * temporal, :, s0 * side:s1 * side]
+            pixels = pixels.view(t1 - t0, temporal, channels, s1 - s0, merge, patch, blocks_w, merge, patch)
+            rows = out[(t0 * strips + s0) * strip_rows:((t1 - 1) * strips + s1) * strip_rows]
+            target = rows if scratch is None else scratch[:len(rows)]
+            patches = target.view(t1 - t0, s1 - s0, blocks_w, merge, merge, channels, temporal, patch, patch)
+            patches.copy_(pixels.permute(0, 3, 6, 4, 7, 2, 1, 5, 8))
             patches.sub_(mean).div_(std)
             if scratch is not None:
-                out[rows[0]:rows[1]].copy_(target)
+                rows.copy_(target)
     return out, [grid_t, grid_h, grid_w]
+
+
+def _blocks(first_t: int, stop_t: int, strips: int, step: int) -> list[tuple[int, int, int, int]]:
+    """``(t0, t1, s0, s1)``: temporal patches ``t0:t1`` x strips ``s0:s1``, at most ``step`` strips each, whose
+    output rows are contiguous: whole temporal patches when ``step`` holds one, else strips of one."""
+    if step >= strips:
+        per = step // strips
+        return [(t, min(t + per, stop_t), 0, strips) for t in range(first_t, stop_t, per)]
+    return [(t, t + 1, s, min(s + step, strips)) for t in range(first_t, stop_t) for s in range(0, strips, step)]
