@@ -9,11 +9,17 @@ memory that does not grow with video length. This prints the figures that back (
    (load + processor, which is the same call in both), how many frames ours decodes, and a check that all
    inputs are equal; wall seconds show the overlap of decoding and resizing on an idle machine, CPU
    seconds (all threads) the work saved, which is what counts when other processes share the cores;
-2. peak RSS of a fresh process: reference vs ours loading the 20 s 1080p clip, then ours preparing a 1080p
-   video window by window (120 s windows) for a 2-minute and a 10-minute video: it must not grow with length
-   (the reference is left out there: it holds every sampled 1080p frame as float32, ~6 GB per window).
+2. peak RSS of a fresh process: reference vs ours loading the 20 s 1080p clip, then ours loading a 1080p
+   video window by window (120 s windows) for a 2-minute and a 10-minute video: it must not grow with length;
+3. the model inputs of each of those windows, built from the same decoded frames by the processor's own path
+   (``processor_inputs``, float32) and by ours (``prepare_inputs``, float32 and bfloat16), one after the other
+   in a fresh process: the peak resident memory above the decoded frames as a ratio of the
+   ``pixel_values_videos`` tensor the call returns (the issue's target: <= 1.2x, the same on every window of
+   the 2- and the 10-minute video; the processor's path holds ~3x). glibc maps every block over 64 KiB on its
+   own there (``MALLOC_MMAP_THRESHOLD_``, as tests/test_inputs_memory.py) so one path's freed blocks are not
+   counted as another's frames.
 
-Usage: ``python bench/preprocess.py [--repeats 3] [--processor DIR] [--skip-rss] [--sweep]``. Clips are
+Usage: ``python bench/preprocess.py [--repeats 3] [--processor DIR] [--skip-rss] [--skip-inputs] [--sweep]``. Clips are
 made with ffmpeg once into ``.cache/bench-videos`` (the 10-minute one takes a few minutes).
 ``--processor`` defaults to the tiny test checkpoint's processor (Marlin's video geometry; only its
 tokenizer differs). Timings are wall seconds, medians over ``--repeats`` runs alternating reference and ours.
@@ -22,6 +28,7 @@ tokenizer differs). Timings are wall seconds, medians over ``--repeats`` runs al
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -37,7 +44,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import torch  # noqa: E402
 from media import ffmpeg  # noqa: E402
 
-from marlin_core.engine.inputs import prepare_inputs  # noqa: E402
+from marlin_core.engine.inputs import prepare_inputs, processor_inputs  # noqa: E402
 from marlin_core.video import RESIZE_CHUNK_FRAMES, SamplingOptions, decode_threads, load_video, probe  # noqa: E402
 from marlin_core.video._sparse import sparse_stream  # noqa: E402
 from marlin_core.windows import plan_windows  # noqa: E402
@@ -183,6 +190,67 @@ def print_rss(name: str, path: Path, mode: str, processor_dir: str | None) -> No
           f"(+{row['peak_mib'] - row['baseline_mib']:5.0f} over imports)  {row['seconds']:5.1f} s", flush=True)
 
 
+# How the inputs child builds one window's model inputs from its decoded frames.
+INPUT_PATHS = {
+    "reference": lambda processor, sampled: processor_inputs(processor, sampled, PROMPT),
+    "ours float32": lambda processor, sampled: prepare_inputs(processor, sampled, PROMPT),
+    "ours bfloat16": lambda processor, sampled: prepare_inputs(processor, sampled, PROMPT, dtype=torch.bfloat16),
+}
+
+
+def rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def inputs_child(path: str, processor_dir: str | None) -> None:
+    """Child process: per 120 s window of ``path``, decode it, then build its inputs each way of
+    :data:`INPUT_PATHS` in turn; print, per window and way, the peak above the frames and the tensor's size."""
+    processor = load_processor(processor_dir)
+    windows = plan_windows(probe(path).duration_s, window_s=WINDOW_S)
+    rows = []
+    for index, (start_s, end_s) in enumerate(windows):
+        options = SamplingOptions(video_start=start_s, video_end=end_s) if len(windows) > 1 else SamplingOptions()
+        sampled = load_video(path, options)
+        if index == 0:  # warm up (tokenizer, thread pools) on the first window's first frames
+            warm = dataclasses.replace(sampled, frames=sampled.frames[:4])
+            for build in INPUT_PATHS.values():
+                build(processor, warm)
+            del warm
+        for name, build in INPUT_PATHS.items():
+            before_kib = rss_kib("VmRSS")
+            Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+            started = time.perf_counter()
+            inputs = build(processor, sampled)
+            seconds = time.perf_counter() - started
+            rows.append({"window": index, "path": name, "above_mib": (rss_kib("VmHWM") - before_kib) / 1024,
+                         "tensor_mib": inputs["pixel_values_videos"].nbytes / 2**20, "seconds": seconds,
+                         "frames_mib": sampled.frames.nbytes / 2**20,
+                         "grid": inputs["video_grid_thw"].tolist()[0]})
+            del inputs
+        del sampled
+    print(json.dumps(rows))
+
+
+def print_inputs(name: str, path: Path, processor_dir: str | None) -> dict[str, list[float]]:
+    """Run :func:`inputs_child` on ``path``; print a row per window and way; return the ratios per way."""
+    command = [sys.executable, __file__, "--inputs-child", str(path)]
+    if processor_dir:
+        command += ["--processor", processor_dir]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    ratios: dict[str, list[float]] = {}
+    for row in json.loads(done.stdout.strip().splitlines()[-1]):
+        ratio = row["above_mib"] / row["tensor_mib"]
+        ratios.setdefault(row["path"], []).append(ratio)
+        print(f"  {name:12s} window {row['window']}  {str(row['grid']):>14s}  frames {row['frames_mib']:5.0f} MiB  "
+              f"{row['path']:14s} tensor {row['tensor_mib']:6.0f} MiB  peak above frames {row['above_mib']:6.0f} MiB"
+              f"  = {ratio:4.2f}x  {row['seconds']:5.1f} s", flush=True)
+    return ratios
+
+
 def sweep(path: Path, repeats: int) -> None:
     """Load-time of chunk sizes x decoder threads (speed knobs; results are identical)."""
     print(f"\n[sweep] load_video on {path.name}, median of {repeats} (wall s)")
@@ -219,12 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processor", help="processor folder (default: the tiny test checkpoint's)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the long-video memory runs")
     parser.add_argument("--skip-timing", action="store_true", help="skip the reference-vs-ours timings")
+    parser.add_argument("--skip-inputs", action="store_true", help="skip the model-input memory runs")
     parser.add_argument("--sweep", action="store_true", help="also time chunk sizes x decoder threads")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--rss-mode", choices=sorted(RSS_MODES), help=argparse.SUPPRESS)
+    parser.add_argument("--inputs-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
         peak_rss_child(args.rss_child, args.rss_mode, args.processor)
+        return 0
+    if args.inputs_child:
+        inputs_child(args.inputs_child, args.processor)
         return 0
 
     print(f"[bench] torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
@@ -240,6 +313,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in make_long_clips().items():
             for mode in ("ours-load", "ours-prepare"):
                 print_rss(name, path, mode, args.processor)
+    if not args.skip_inputs:
+        print(f"\n[inputs] model inputs of every {WINDOW_S:g} s window from its decoded frames: peak RSS above the "
+              "frames, as a ratio of the pixel_values_videos tensor (target: ours <= 1.2x, flat with length)")
+        summary: dict[str, list[float]] = {}
+        for name, path in make_long_clips().items():
+            for way, ratios in print_inputs(name, path, args.processor).items():
+                summary.setdefault(way, []).extend(ratios)
+        for way, ratios in summary.items():
+            print(f"  {way:14s} over {len(ratios)} windows: {min(ratios):4.2f}x .. {max(ratios):4.2f}x", flush=True)
     return 0
 
 

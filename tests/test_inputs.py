@@ -2,7 +2,9 @@
 
 The reference is ``tiny_model.reference_inputs``: qwen-vl-utils' ``process_vision_info`` then the processor with
 ``do_resize=False``, the path Marlin's recorded outputs were made with. The processor is the tiny checkpoint's
-``Qwen3VLProcessor`` (Marlin's video geometry: patch 16, temporal patch 2, merge 2).
+``Qwen3VLProcessor`` (Marlin's video geometry: patch 16, temporal patch 2, merge 2). ``prepare_inputs`` writes
+``pixel_values_videos`` itself (``marlin_core.engine.patches``): float32 must equal the processor's, bfloat16 the
+processor's cast to bfloat16 (tests/test_inputs_memory.py checks its memory).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from marlin_core.engine.inputs import (
     chat_text,
     collate_inputs,
     prepare_inputs,
+    processor_inputs,
 )
+from marlin_core.engine.patches import video_patches
 from marlin_core.video import SamplingOptions, VideoNotFoundError, load_video
 
 PROMPT = tiny_model.CAPTION_PROMPT
@@ -32,11 +36,14 @@ def processor():
     return tiny_model.build_processor()
 
 
-def assert_same_inputs(ours, ref) -> None:
+def assert_same_inputs(ours, ref, dtype: torch.dtype = torch.float32) -> None:
+    """Equal keys, dtypes and values; with ``dtype``, ours holds the reference's float32 pixels cast to it."""
     assert set(ours.keys()) == set(ref.keys()) == KEYS
+    assert ref["pixel_values_videos"].dtype == torch.float32
     for key in KEYS:
-        assert ours[key].dtype == ref[key].dtype, key
-        assert torch.equal(ours[key], ref[key]), key
+        expected = ref[key].to(dtype) if key == "pixel_values_videos" else ref[key]
+        assert ours[key].dtype == expected.dtype, key
+        assert torch.equal(ours[key], expected), key
 
 
 def reference_with_options(processor, path, prompt, options: SamplingOptions):
@@ -59,15 +66,58 @@ def timestamps_in(processor, inputs) -> list[float]:
 @pytest.mark.parametrize("seconds, grid, patches", [(11.0, [11, 30, 54], 17820), (10.44, [10, 30, 54], 16200)])
 def test_recorded_shapes_of_the_real_model(processor, clips, tmp_path, seconds, grid, patches):
     path = clips["480p"] if seconds == 11.0 else make_clip(tmp_path / "clip.mp4", "854x480", 25, seconds)
-    ours = prepare_inputs(processor, path, PROMPT)
+    sampled = load_video(path)
+    ours = prepare_inputs(processor, sampled, PROMPT)
     assert ours["video_grid_thw"].tolist() == [grid]
     assert tuple(ours["pixel_values_videos"].shape) == (patches, 1536)
-    assert_same_inputs(ours, tiny_model.reference_inputs(processor, path, PROMPT))
+    reference = tiny_model.reference_inputs(processor, path, PROMPT)
+    assert_same_inputs(ours, reference)
+    assert_same_inputs(prepare_inputs(processor, sampled, PROMPT, dtype=torch.bfloat16), reference, torch.bfloat16)
 
 
 @pytest.mark.parametrize("name", ["1080p", "portrait", "rotated", "vfr", "one_second", "odd"])
 def test_inputs_equal_the_reference_path(processor, clips, name):
-    assert_same_inputs(prepare_inputs(processor, clips[name], PROMPT), tiny_model.reference_inputs(processor, clips[name], PROMPT))
+    sampled = load_video(clips[name])
+    reference = tiny_model.reference_inputs(processor, clips[name], PROMPT)
+    assert_same_inputs(prepare_inputs(processor, sampled, PROMPT), reference)
+    assert_same_inputs(processor_inputs(processor, sampled, PROMPT), reference)
+    for dtype in (torch.bfloat16, torch.float16):
+        assert_same_inputs(prepare_inputs(processor, sampled, PROMPT, dtype=dtype), reference, dtype)
+
+
+@pytest.mark.parametrize("frames, height, width", [(7, 64, 96), (1, 32, 32), (6, 96, 160), (5, 160, 64)])
+def test_patches_equal_the_video_processor_on_any_frames(processor, frames, height, width):
+    """Every uint8 value, odd frame counts (the last frame repeated to fill the temporal patch), non-square
+    grids, and float32 scratch sizes that split a frame pair into uneven groups of strips."""
+    video_processor = processor.video_processor
+    video = torch.randint(0, 256, (frames, 3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(frames))
+    video[0, :, 0, :] = torch.tensor([0, 255, 128], dtype=torch.uint8)[:, None]  # both extremes always present
+    reference = video_processor(videos=[video], do_resize=False, do_sample_frames=False, return_tensors="pt")
+    ours, grid = video_patches(video_processor, video)
+    assert [grid] == reference["video_grid_thw"].tolist()
+    assert ours.dtype == torch.float32 and torch.equal(ours, reference["pixel_values_videos"])
+    strip_bytes = (width // 16) * 2 * 1536 * 4  # one strip: one temporal patch, two patch rows
+    for scratch_bytes in (0, strip_bytes, 2 * strip_bytes + 1, 10**9):
+        ours, _ = video_patches(video_processor, video, torch.bfloat16, scratch_bytes=scratch_bytes)
+        assert torch.equal(ours, reference["pixel_values_videos"].to(torch.bfloat16)), scratch_bytes
+
+
+def test_patches_refuse_frames_they_cannot_patchify(processor):
+    video_processor = processor.video_processor
+    with pytest.raises(ValueError, match="must be uint8"):
+        video_patches(video_processor, torch.zeros(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="48x32 is not a multiple of 32"):
+        video_patches(video_processor, torch.zeros(2, 3, 48, 32, dtype=torch.uint8))
+
+
+def test_a_processor_that_does_not_normalise_is_run_as_is(clips):
+    """``video_patches`` reproduces the rescale + normalise Marlin's processor does; any other is run itself."""
+    plain = tiny_model.build_processor()
+    plain.video_processor.do_normalize = False
+    sampled = load_video(clips["one_second"])
+    reference = processor_inputs(plain, sampled, PROMPT)
+    assert_same_inputs(prepare_inputs(plain, sampled, PROMPT), reference)
+    assert_same_inputs(prepare_inputs(plain, sampled, PROMPT, dtype=torch.bfloat16), reference, torch.bfloat16)
 
 
 def test_options_equal_the_reference_with_the_same_message_keys(processor, clips):

@@ -6,6 +6,11 @@ builds the same chat text and calls the processor the same way, so ``input_ids``
 ``<t seconds>`` timestamps), ``pixel_values_videos`` and ``video_grid_thw`` equal the reference's
 (``torch.equal``). It also left-pads several such inputs into one batch for ``generate``.
 
+The processor itself runs only on the text: ``pixel_values_videos`` is written by :mod:`.patches` straight
+from the uint8 frames, in the model's dtype when asked (the processor's float32 path holds ~3x the model-input
+tensor above the frames; this ~1x). :func:`processor_inputs` keeps the processor's own path, the reference the
+tests and ``bench/preprocess.py`` compare with.
+
 Timestamps are seconds of the video (the reference) unless ``timestamps="window"``: the pipeline asks for
 that, in one place, when it answers a long video window by window.
 """
@@ -18,8 +23,10 @@ from typing import Any
 
 import torch
 from transformers import BatchFeature
+from transformers.video_utils import VideoMetadata
 
 from ..video import SampledVideo, SamplingOptions, load_video
+from .patches import can_patchify, video_patches
 
 __all__ = [
     "TIMESTAMPS_VIDEO",
@@ -28,6 +35,7 @@ __all__ = [
     "chat_text",
     "collate_inputs",
     "prepare_inputs",
+    "processor_inputs",
     "video_metadata",
 ]
 
@@ -122,6 +130,7 @@ def prepare_inputs(
     options: SamplingOptions | None = None,
     *,
     timestamps: str = TIMESTAMPS_VIDEO,
+    dtype: torch.dtype = torch.float32,
     **option_overrides: Any,
 ) -> BatchFeature:
     """Model inputs for one video and prompt, equal to the reference path's for the same options.
@@ -133,23 +142,53 @@ def prepare_inputs(
         prompt: the user text after the video.
         options: sampling options; None = the reference defaults.
         timestamps: ``"video"`` (default, reference) or ``"window"``; see :func:`video_metadata`.
+        dtype: ``pixel_values_videos``' dtype: float32 (the reference's) or the model's, e.g. bfloat16 (equal
+            to the reference cast to it, made without the float32 tensor).
         **option_overrides: ``SamplingOptions`` fields (``fps``, ``min_frames``, ``max_frames``, ``max_pixels``,
             ``min_pixels``, ``video_start``, ``video_end`` in seconds, ``model_seq_len``) replacing ``options``'.
 
     Returns:
         A ``BatchFeature`` of torch tensors, batch size 1: ``input_ids``, ``attention_mask``,
-        ``mm_token_type_ids``, ``pixel_values_videos`` (float32), ``video_grid_thw``.
+        ``mm_token_type_ids``, ``pixel_values_videos``, ``video_grid_thw``.
 
     Raises:
         VideoError: the video cannot be used (the message names the file and cause).
         SamplingOptionError: an option out of range.
     """
     sampled = _sampled(video, options, option_overrides)
-    text = chat_text(processor, sampled.path, prompt, sampled.options)
+    if not can_patchify(processor.video_processor):
+        inputs = processor_inputs(processor, sampled, prompt, timestamps=timestamps)
+        inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(dtype)
+        return inputs
+    pixel_values, grid = video_patches(processor.video_processor, sampled.frames, dtype)
+    grid_thw = torch.tensor([grid])
+    text = expanded_text(processor, chat_text(processor, sampled.path, prompt, sampled.options), grid_thw,
+                         video_metadata(sampled, timestamps))
+    tokens = processor.tokenizer([text], return_token_type_ids=False, return_tensors="pt")
+    mm_token_type_ids = torch.tensor(processor.create_mm_token_type_ids(tokens["input_ids"]))
+    return BatchFeature(data={**tokens, "mm_token_type_ids": mm_token_type_ids,
+                              "pixel_values_videos": pixel_values, "video_grid_thw": grid_thw})
+
+
+def expanded_text(processor, text: str, grid_thw: torch.Tensor, metadata: dict) -> str:
+    """``text`` with its one video placeholder replaced as the processor replaces it: per temporal patch,
+    ``<t seconds>`` then ``<|vision_start|>``, the video tokens and ``<|vision_end|>`` (the processor's own
+    ``replace_video_token`` and ``get_text_with_replacements``, given the grid instead of the pixels)."""
+    video = {"video_grid_thw": grid_thw, "video_metadata": [VideoMetadata(**metadata)]}
+    replacement = processor.replace_video_token(video, video_idx=0)
+    texts, _ = processor.get_text_with_replacements([text], videos_replacements=[replacement])
+    return texts[0]
+
+
+def processor_inputs(processor, video: SampledVideo, prompt: str, *, timestamps: str = TIMESTAMPS_VIDEO
+                     ) -> BatchFeature:
+    """The processor's own path on ``video``'s frames (float32): what :func:`prepare_inputs` equals, at ~3x the
+    model-input tensor in memory; the reference for tests and ``bench/preprocess.py``."""
+    text = chat_text(processor, video.path, prompt, video.options)
     return processor(
         text=[text],
-        videos=[sampled.frames],
-        video_metadata=[video_metadata(sampled, timestamps)],
+        videos=[video.frames],
+        video_metadata=[video_metadata(video, timestamps)],
         **_processor_kwargs(processor),
     )
 

@@ -249,7 +249,7 @@ class Pipeline:
     def _prepare(self, sampled: SampledVideo, queries, request: Request, timestamps: str,
                  check: SamplingOptions | None = None) -> _Loaded:
         inputs = prepare_inputs(self.generator.processor, sampled, request.prompts(queries)[0], check,
-                                timestamps=timestamps)
+                                timestamps=timestamps, dtype=self.generator.model.dtype)
         return _Loaded(sampled, self.generator.cast_pixels(inputs))
 
     def _answer_loaded(self, loaded: _Loaded, queries, request: Request) -> Any:
