@@ -85,7 +85,29 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return int(os.environ.get("MARLIN_TEST_WORKERS", AUTO_WORKERS))
 
 
+class _GroupIds:
+    """Give grouped tests xdist's ``nodeid@group`` ids (what ``--dist loadgroup`` schedules by).
+
+    pytest-xdist 3.8 writes the suffix to ``item._nodeid``, which pytest 9 no longer reads (ids live in
+    ``item._id``), so its groups are silently ignored there; this runs after it and only when it did not work.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items):
+        if not config.getvalue("loadgroup"):
+            return
+        from _pytest.nodeid import NodeId
+
+        for item in items:
+            names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                            for mark in item.iter_markers("xdist_group")})
+            if names and "@" not in item.nodeid.rpartition("]")[2] and hasattr(item, "_id"):
+                item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def pytest_configure(config):
+    if config.pluginmanager.has_plugin("xdist"):
+        config.pluginmanager.register(_GroupIds(), "marlin-xdist-group-ids")
     config.addinivalue_line("markers", "browser: drives Chromium and an App server (one at a time, one worker)")
     config.addinivalue_line("markers", "heavy: left out of `make test-fast` (set automatically, see conftest)")
     config.addinivalue_line("markers", "xdist_group(name): tests that run on one worker, one after another")
