@@ -20,9 +20,10 @@ test: install
 	@echo "[test] $(PY) -m pytest"
 	$(PY) -m pytest
 
-# The unit tier while working (no MongoDB, model, subprocess, browser or server; tests/conftest.py's "heavy").
+# The unit tier while working (no MongoDB, model, subprocess, browser or server: tests/conftest.py's "heavy");
+# CPU-bound tests, so one worker per core.
 test-fast: | $(PY)
-	$(PY) -m pytest -m "not heavy"
+	$(PY) -m pytest -m "not heavy" -n 2
 
 $(PY):
 	@bash scripts/install.sh

@@ -94,7 +94,7 @@ class _GroupIds:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config, items):
-        if not config.getvalue("loadgroup"):
+        if not getattr(config.option, "loadgroup", False):  # set on workers under --dist loadgroup
             return
         from _pytest.nodeid import NodeId
 
