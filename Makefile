@@ -10,14 +10,23 @@ QUERY ?= a person walks
 PLUGINS_DIR := $(CURDIR)/.cache/plugins
 export FIFTYONE_PLUGINS_DIR ?= $(PLUGINS_DIR)
 
-.PHONY: install test demo demo-videos plugin-link tiny-model bench bench-gpu bench-search app worker test-fiftyone-min serve
+.PHONY: install test test-fast demo demo-videos plugin-link tiny-model bench bench-gpu bench-search app worker test-fiftyone-min serve
 
 install:
 	@bash scripts/install.sh
 
+# The whole suite on parallel workers (pytest-xdist, `-n auto` in pyproject.toml; tests/conftest.py says how).
 test: install
 	@echo "[test] $(PY) -m pytest"
 	$(PY) -m pytest
+
+# The unit tier while working (no MongoDB, model, subprocess, browser or server: tests/conftest.py's "heavy");
+# CPU-bound tests, so one worker per core.
+test-fast: | $(PY)
+	$(PY) -m pytest -m "not heavy" -n 2
+
+$(PY):
+	@bash scripts/install.sh
 
 # Short clips for the demo when VIDEOS is not given.
 demo-videos:

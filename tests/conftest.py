@@ -3,12 +3,39 @@
 FiftyOne reads its config at import, so the database name and the plugins folder are set here,
 before any test module imports it: tests write to their own database (never the user's datasets)
 and FiftyOne discovers this repo as the ``@marlin/marlin`` plugin through ``FIFTYONE_PLUGINS_DIR``.
+
+Parallel runs (pytest-xdist, ``-n auto`` in pyproject's addopts). ``python -m pytest`` (the whole suite, or a
+folder, or several files) runs on MARLIN_TEST_WORKERS worker processes (default AUTO_WORKERS); one test file or
+test ids of one file run in this process (``-n 0`` forces that, ``-n 3`` a count). Each worker has its own
+FiftyOne database, ``$FIFTYONE_DATABASE_NAME-gw0``, ``-gw1``... (base: the environment's FIFTYONE_DATABASE_NAME,
+else ``fiftyone-marlin-tests``; give each checkout its own base), its own plugins folder and temporary folders,
+so App servers, delegated workers (``fiftyone delegated launch``: it runs every queued operation of its
+database) and the zygote a test starts see only that worker's datasets. Ports: always a free one
+(``free_port()``), never a fixed number.
+
+Which tests share a worker (``--dist loadgroup``): tests are dealt one by one, except
+- tests using a module-scoped fixture: their whole module goes to one worker (the fixture is built once);
+- tests using a session resource that should exist once: grouped by it, added here automatically:
+  ``zygote`` (chaos, concurrency), ``vllm_server`` (one vLLM server per run);
+- browser tests (Chromium + an App server): mark them ``@pytest.mark.browser`` (a module importing
+  ``app_browser`` gets it automatically); they run one at a time on one worker so two Chromiums never
+  compete for the 2 cores;
+- ``@pytest.mark.xdist_group("name")`` puts any other tests that must not run at the same time together.
+
+Tiers: ``make test-fast`` runs ``-m "not heavy"``. A test is ``heavy`` (set here) when its module uses FiftyOne
+or subprocesses, or it uses a checkpoint, a FiftyOne dataset, the zygote, the vLLM server or a browser; mark
+anything else slow ``@pytest.mark.heavy`` yourself.
+
+Built once for all workers and kept in ``.cache`` (``build_once``): the tiny checkpoints
+(``.cache/test-checkpoints``) and ffmpeg clips (``.cache/test-clips``, ``cached_file``: use it for new
+session/module clip fixtures).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,13 +47,19 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", "fiftyone-marlin-tests")
+# pytest-xdist sets PYTEST_XDIST_WORKER ("gw0", "gw1", ...) in each worker before this file is imported.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+_DATABASE = os.environ.get("FIFTYONE_DATABASE_NAME") or "fiftyone-marlin-tests"
+if _WORKER and not _DATABASE.endswith(f"-{_WORKER}"):  # a nested pytest inherits an already suffixed name
+    _DATABASE = f"{_DATABASE}-{_WORKER}"
+os.environ["FIFTYONE_DATABASE_NAME"] = _DATABASE
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 _PLUGINS_DIR = Path(tempfile.mkdtemp(prefix="marlin-plugins-"))
 (_PLUGINS_DIR / "fiftyone-marlin").symlink_to(REPO)
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(_PLUGINS_DIR)
 
 import tiny_model  # noqa: E402
+from build_once import build_once, cached_file  # noqa: E402
 from media import ffmpeg, make_clip  # noqa: E402
 import torch  # noqa: E402
 
@@ -38,33 +71,138 @@ CHECKPOINT_CACHE = REPO / ".cache" / "test-checkpoints" / hashlib.sha1(
     (TESTS / "tiny_model.py").read_bytes()
 ).hexdigest()[:12]
 
+# Worker processes for a whole-suite run: measured on the 2-core CI box (README "Development"); the tests
+# spend much of their time waiting on ffmpeg, MongoDB and the processes they start.
+AUTO_WORKERS = 3
+_LOAD_AT_START = os.getloadavg()
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: MARLIN_TEST_WORKERS (default AUTO_WORKERS), or 0 (this process) for one file's tests."""
+    files = {str(arg).split("::")[0] for arg in config.args}
+    if len(files) == 1 and Path(next(iter(files))).is_file():
+        return 0
+    return int(os.environ.get("MARLIN_TEST_WORKERS", AUTO_WORKERS))
+
+
+class _GroupIds:
+    """Give grouped tests xdist's ``nodeid@group`` ids (what ``--dist loadgroup`` schedules by).
+
+    pytest-xdist 3.8 writes the suffix to ``item._nodeid``, which pytest 9 no longer reads (ids live in
+    ``item._id``), so its groups are silently ignored there; this runs after it and only when it did not work.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config, items):
+        if not getattr(config.option, "loadgroup", False):  # set on workers under --dist loadgroup
+            return
+        from _pytest.nodeid import NodeId
+
+        for item in items:
+            names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                            for mark in item.iter_markers("xdist_group")})
+            if names and "@" not in item.nodeid.rpartition("]")[2] and hasattr(item, "_id"):
+                item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
+def pytest_configure(config):
+    if config.pluginmanager.has_plugin("xdist"):
+        config.pluginmanager.register(_GroupIds(), "marlin-xdist-group-ids")
+    config.addinivalue_line("markers", "browser: drives Chromium and an App server (one at a time, one worker)")
+    config.addinivalue_line("markers", "heavy: left out of `make test-fast` (set automatically, see conftest)")
+    config.addinivalue_line("markers", "xdist_group(name): tests that run on one worker, one after another")
+
+
+# Session resources that exist once per run: their tests share one worker.
+_GROUPED_FIXTURES = ("zygote", "vllm_server")
+_HEAVY_FIXTURES = {"trained_model_dir", "random_model_dir", "trained_marlin", "random_marlin", "vllm_model_dir",
+                   "dataset", "plugins_dir", *_GROUPED_FIXTURES}
+_HEAVY_SOURCE = re.compile(r"^\s*(import|from) (fiftyone|subprocess|app_browser|zygote|vllm_server)\b", re.M)
+
+
+def _heavy_module(module_path: Path, cache: dict[Path, bool]) -> bool:
+    if module_path not in cache:
+        cache[module_path] = bool(_HEAVY_SOURCE.search(module_path.read_text()))
+    return cache[module_path]
+
+
+def _group(item) -> str | None:
+    """The xdist group of ``item`` (see the module docstring), None to deal it alone."""
+    if item.get_closest_marker("xdist_group"):
+        return None  # set by the test itself
+    names = set(item.fixturenames)
+    for fixture in _GROUPED_FIXTURES:
+        if fixture in names:
+            return fixture
+    if item.get_closest_marker("browser") or any(getattr(value, "__module__", None) == "app_browser"
+                                                 for value in vars(item.module).values()):
+        return "browser"
+    definitions = getattr(item, "_fixtureinfo", None)
+    for defs in (definitions.name2fixturedefs.values() if definitions else ()):
+        if any(d.scope == "module" for d in defs):
+            return item.module.__name__
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    heavy_modules: dict[Path, bool] = {}
+    for item in items:
+        group = _group(item)
+        if group == "browser":
+            item.add_marker(pytest.mark.browser)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if (group == "browser" or _HEAVY_FIXTURES & set(item.fixturenames)
+                or _heavy_module(Path(item.fspath), heavy_modules)) and not item.get_closest_marker("heavy"):
+            item.add_marker(pytest.mark.heavy)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Workers and the machine's load beside pytest's timing line: a figure means little without them."""
+    if hasattr(config, "workerinput"):
+        return
+    workers = getattr(config.option, "numprocesses", 0) or 0
+    start, end = (" ".join(f"{value:.1f}" for value in load) for load in (_LOAD_AT_START, os.getloadavg()))
+    terminalreporter.write_line(f"[suite] {workers or 'no'} xdist workers on {os.cpu_count()} CPUs; load average "
+                                f"(1/5/15 min) {start} at the start, {end} at the end")
+
 
 @pytest.fixture(scope="session")
 def plugins_dir() -> Path:
     return _PLUGINS_DIR
 
 
+def training_videos(folder: Path) -> dict[str, Path]:
+    """The red and blue clips of ``tiny_model.make_training_videos``, made once (``.cache/test-clips``)."""
+    return {color: cached_file(folder / f"{color}.mp4", tiny_model.make_color_video, color)
+            for color in tiny_model.TRAINED_TARGETS}
+
+
+def trained_checkpoint(name: str, videos: dict[str, Path], shape: str = "default") -> Path:
+    """``tiny_model.train_tiny_checkpoint`` into CHECKPOINT_CACHE/name, trained by one worker for all."""
+    recipe = tiny_model._recipe(0, videos, shape)  # what the builder itself checks before reusing a folder
+    return build_once(CHECKPOINT_CACHE / name, lambda folder: tiny_model._already_built(folder, recipe),
+                      lambda staging: tiny_model.train_tiny_checkpoint(staging, videos, shape=shape))
+
+
 @pytest.fixture(scope="session")
 def color_videos(tmp_path_factory) -> dict[str, Path]:
     """The red and blue clips the trained tiny model knows."""
-    return tiny_model.make_training_videos(tmp_path_factory.mktemp("color-videos"))
+    return training_videos(tmp_path_factory.mktemp("color-videos"))
 
 
 @pytest.fixture(scope="session")
-def trained_model_dir(tmp_path_factory) -> Path:
+def trained_model_dir(color_videos) -> Path:
     """Tiny Qwen3.5 checkpoint trained to answer in Marlin's format on the red and blue clips."""
-    out = CHECKPOINT_CACHE / "trained"
-    videos = tiny_model.make_training_videos(tmp_path_factory.mktemp("training-videos"))
-    return tiny_model.train_tiny_checkpoint(out, videos)
+    return trained_checkpoint("trained", color_videos)
 
 
 @pytest.fixture(scope="session")
 def random_model_dir() -> Path:
     """Tiny checkpoint with random weights: its answers are garbage."""
-    out = CHECKPOINT_CACHE / "random"
-    if not (out / "config.json").is_file():
-        tiny_model.build_random_checkpoint(out, seed=1)
-    return out
+    return build_once(CHECKPOINT_CACHE / "random", lambda folder: (folder / tiny_model.RECIPE_FILE).is_file(),
+                      lambda staging: tiny_model.build_random_checkpoint(staging, seed=1))
 
 
 @pytest.fixture(scope="session")
@@ -80,33 +218,34 @@ def random_marlin(random_model_dir):
 
     return Marlin.from_pretrained(random_model_dir)
 
-
-
-
 # --- clips the video tests check bit-identity on, and files each VideoError is about ---
 
 
+def rotated_clip(path: Path, size: str, fps: float, seconds: float) -> Path:
+    """A ``make_clip`` clip whose stream says ``rotate=90`` (copied, not re-encoded)."""
+    upright = make_clip(path.with_name(f"upright-{path.name}"), size, fps, seconds)
+    ffmpeg("-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(path))
+    upright.unlink()
+    return path
 
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory) -> dict[str, Path]:
-    """The clips bit-identity is checked on (kept short so the suite stays fast)."""
+    """The clips bit-identity is checked on (kept short so the suite stays fast); made once, then copied."""
     root = tmp_path_factory.mktemp("video-clips")
-    clips = {
-        "480p": make_clip(root / "480p.mp4", "854x480", 25, 11.0),
-        "1080p": make_clip(root / "1080p.mp4", "1920x1080", 30, 3.0),
-        "portrait": make_clip(root / "portrait.mp4", "720x1280", 30, 2.0),
-        "one_second": make_clip(root / "one_second.mp4", "320x240", 25, 1.0),
+    return {
+        "480p": cached_file(root / "480p.mp4", make_clip, "854x480", 25, 11.0),
+        "1080p": cached_file(root / "1080p.mp4", make_clip, "1920x1080", 30, 3.0),
+        "portrait": cached_file(root / "portrait.mp4", make_clip, "720x1280", 30, 2.0),
+        "one_second": cached_file(root / "one_second.mp4", make_clip, "320x240", 25, 1.0),
         # Odd sides need 4:4:4 chroma (4:2:0 needs even sides).
-        "odd": make_clip(root / "odd.mp4", "336x200", 24, 2.0, filters="scale=333:197", pix_fmt="yuv444p"),
+        "odd": cached_file(root / "odd.mp4", make_clip, "336x200", 24, 2.0, filters="scale=333:197",
+                           pix_fmt="yuv444p"),
         # Variable frame rate: 30 fps for the first second, then every frame lasts twice as long.
-        "vfr": make_clip(root / "vfr.mp4", "320x240", 30, 3.0, filters="setpts='if(lt(N,30),PTS,PTS*2)'",
-                         extra=("-fps_mode", "vfr")),
+        "vfr": cached_file(root / "vfr.mp4", make_clip, "320x240", 30, 3.0,
+                           filters="setpts='if(lt(N,30),PTS,PTS*2)'", extra=("-fps_mode", "vfr")),
+        "rotated": cached_file(root / "rotated.mp4", rotated_clip, "320x240", 25, 2.0),
     }
-    upright = make_clip(root / "upright.mp4", "320x240", 25, 2.0)
-    clips["rotated"] = root / "rotated.mp4"
-    ffmpeg("-i", str(upright), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(clips["rotated"]))
-    return clips
 
 
 @pytest.fixture(scope="session")
@@ -169,11 +308,9 @@ def zygote(trained_model_dir, color_videos):
 
 
 @pytest.fixture(scope="session")
-def vllm_model_dir(tmp_path_factory) -> Path:
+def vllm_model_dir(color_videos) -> Path:
     """The trained tiny checkpoint in the shapes vLLM's CPU kernels accept (``shape="vllm"``), same answers."""
-    out = CHECKPOINT_CACHE / "trained-vllm"
-    videos = tiny_model.make_training_videos(tmp_path_factory.mktemp("training-videos-vllm"))
-    return tiny_model.train_tiny_checkpoint(out, videos, shape="vllm")
+    return trained_checkpoint("trained-vllm", color_videos, shape="vllm")
 
 
 @pytest.fixture(scope="session")

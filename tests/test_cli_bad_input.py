@@ -14,9 +14,12 @@ from tiny_model import make_color_video
 EXIT_BAD_INPUT = 2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pickle_checkpoint(trained_model_dir, tmp_path_factory):
-    """The trained checkpoint with its weights replaced by a pickle (refused by safe loading)."""
+    """The trained checkpoint with its weights replaced by a pickle (refused by safe loading).
+
+    Session-scoped (a few file copies per worker) so the cases, a CLI process each, spread over the workers.
+    """
     folder = tmp_path_factory.mktemp("pickle-checkpoint")
     for path in trained_model_dir.iterdir():
         if path.suffix != ".safetensors":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from build_once import cached_file
 from media import ffmpeg, make_clip
 from test_video import assert_matches_reference
 from torchcodec.decoders import VideoDecoder
@@ -74,15 +75,26 @@ TRIMMED = "trimmed_edit_list.mp4"
 WINDOWS = [{}, {"video_start": 2.3, "video_end": 5.9}, {"video_start": 0.9, "video_end": 4.1}, {"fps": 0.5}]
 
 
+def encode(path: Path, *options: str) -> Path:
+    ffmpeg("-f", "lavfi", "-i", SOURCE, *options, str(path))
+    return path
+
+
+def cut_with_edit_list(path: Path) -> Path:
+    """``short_gop.mp4`` cut at 1.3 s without re-encoding."""
+    uncut = encode(path.with_name(f"uncut-{path.name}"), *SPARSE_ENCODINGS["short_gop.mp4"])
+    ffmpeg("-ss", "1.3", "-i", str(uncut), "-c", "copy", str(path))
+    uncut.unlink()
+    return path
+
+
 @pytest.fixture(scope="module")
 def encodings(tmp_path_factory) -> dict[str, Path]:
+    """Encoded once per change of this file (``.cache/test-clips``, conftest's ``cached_file``), then copied."""
     root = tmp_path_factory.mktemp("encodings")
-    made = {}
-    for name, options in {**SPARSE_ENCODINGS, **FULL_ENCODINGS, **ANNEX_B}.items():
-        ffmpeg("-f", "lavfi", "-i", SOURCE, *options, str(root / name))
-        made[name] = root / name
-    ffmpeg("-ss", "1.3", "-i", str(made["short_gop.mp4"]), "-c", "copy", str(root / TRIMMED))
-    made[TRIMMED] = root / TRIMMED
+    made = {name: cached_file(root / name, encode, *options)
+            for name, options in {**SPARSE_ENCODINGS, **FULL_ENCODINGS, **ANNEX_B}.items()}
+    made[TRIMMED] = cached_file(root / TRIMMED, cut_with_edit_list)
     return made
 
 

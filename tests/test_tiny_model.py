@@ -2,6 +2,8 @@
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,18 +21,20 @@ def one_cpu_thread():
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    return tiny_model.make_training_videos(tmp_path_factory.mktemp("tiny-clips"))
+def clips(color_videos):
+    return color_videos
 
 
 @pytest.fixture(scope="module")
-def random_dir(tmp_path_factory):
-    return tiny_model.build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-random"))
+def random_dir(random_model_dir):
+    return random_model_dir
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory, clips):
-    return tiny_model.train_tiny_checkpoint(tmp_path_factory.mktemp("tiny-trained"), clips)
+def trained_dir(trained_model_dir, tmp_path_factory):
+    """A copy of the session's checkpoint (trained by ``train_tiny_checkpoint`` once per recipe, conftest):
+    the reuse test below calls the trainer on it, which must never touch the shared one."""
+    return Path(shutil.copytree(trained_model_dir, tmp_path_factory.mktemp("tiny-trained") / "trained"))
 
 
 @pytest.fixture(scope="module")

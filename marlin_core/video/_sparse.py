@@ -17,6 +17,9 @@ makes :func:`sparse_stream` return None: "decode the file as it is". Each reason
 the first time it occurs (then at DEBUG), so a failure that turns the saving off for every file is visible.
 
 Frame indices are 0-based decoder indices in presentation order (torchcodec's exact seek mode).
+
+Length (~410 lines): the H.264 and HEVC bitstream readers, the segment choice and the MP4 rewrite form one
+safety argument (which packets may be dropped); they are kept together so it can be checked in one read.
 """
 
 from __future__ import annotations

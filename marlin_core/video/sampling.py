@@ -21,6 +21,9 @@ Environment variables (qwen-vl-utils 0.0.14 is the reference, so we follow what 
   instead (``fps``, ``max_frames``, ``min_frames``, ``max_pixels``); :func:`ignored_environment` lists them.
 
 Frame indices are 0-based decoder indices (torchcodec's), inclusive where a range is given.
+
+Length (~415 lines): each qwen-vl-utils function it mirrors sits next to the options and plan that use it,
+so the reference arithmetic can be read (and compared with upstream) in one place; split, it would scatter.
 """
 
 from __future__ import annotations
