@@ -190,8 +190,13 @@ def test_failed_run_keeps_the_record_of_the_labels(dataset, trained_model_dir, c
 
     ids = add_videos(dataset, [color_videos["red"], color_videos["blue"]])
     run(dataset, trained_model_dir)
+    # a folder that passes the form's model check (it holds a config.json) but does not load: the run starts,
+    # then fails (a missing folder is refused before any run since the form checks it)
+    unloadable = tmp_path / "nowhere"
+    unloadable.mkdir()
+    (unloadable / "config.json").write_text("{}")
     with pytest.raises(Exception, match="nowhere"):
-        run(dataset, tmp_path / "nowhere", overwrite=True)
+        run(dataset, unloadable, overwrite=True)
     info = dataset.get_run_info("marlin_caption")
     assert info.config.settings["model"] == str(trained_model_dir)
     assert info.config.outcome["done"] == 2 and info.config.model["device"] == "cpu"

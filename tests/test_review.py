@@ -114,7 +114,7 @@ def test_low_confidence_first_and_a_repeat_proposal_counts_as_decided(proposed):
     assert [d.action for d in proposed["marlin_events_reviewed"].detections] == ["accepted"]
 
 
-def test_marlin_refuses_to_write_a_reviewed_field(proposed):
+def test_marlin_refuses_to_write_a_reviewed_field(proposed, trained_model_dir):
     dataset = proposed._dataset
     assert reviewed_field_for("marlin_find") == "marlin_find_reviewed"
     assert not holds_reviewed_labels(dataset, "marlin_events_reviewed")
@@ -127,7 +127,8 @@ def test_marlin_refuses_to_write_a_reviewed_field(proposed):
         assert "holds reviewed labels" in found[param]
     assert "events_field" not in problems("caption", {}, dataset)
     with pytest.raises(Exception, match="holds reviewed labels"):
-        foo.get_operator("@marlin/marlin/caption")(dataset, model="unused", events_field="marlin_events_reviewed")
+        foo.get_operator("@marlin/marlin/caption")(dataset, model=str(trained_model_dir),
+                                                   events_field="marlin_events_reviewed")
 
 
 def test_agreement_progress_evaluate_and_export(proposed, tmp_path):

@@ -129,13 +129,26 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
 
     def __enter__(self):
         self._record, self._outcome = None, {"done": 0, "skipped": 0, "failed": 0, "errors": []}
+        if self.marlin is None:  # a vllm: server let go of by the previous apply_model
+            self.marlin = self._get_marlin()
         return self
 
     def __exit__(self, kind, error, traceback):
+        """The end of an ``apply_model``: its run record is finished, and a ``vllm:`` server started for it
+        stops (a later one restarts it)."""
+        try:
+            self._finish_record(kind, error)
+        finally:
+            if self._own_marlin and is_vllm_model(self.settings.weights):
+                put_marlin(self.settings.weights)
+                self.marlin = None
+        return False
+
+    def _finish_record(self, kind, error) -> None:
         record, self._record = self._record, None
         outcome, self._outcome = self._outcome, {}
         if record is None:
-            return False
+            return
         if kind is not None:
             status = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
             record.finish(status, outcome, f"{kind.__name__}: {error}")
@@ -143,7 +156,6 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
             record.finish("failed", outcome, f"every sample failed ({outcome['failed']}): {outcome['errors'][0]}")
         else:
             record.finish("completed", outcome)
-        return False
 
     def _note(self, sample, error: BaseException | None) -> None:
         """Count one ``apply_model`` sample in the run record (started on the first one)."""
@@ -165,17 +177,6 @@ class MarlinVideoModel(fom.SamplesMixin, fom.Model):
 
     def _get_marlin(self):
         return get_marlin(self.settings.weights, device=self.settings.device, revision=self.settings.revision)
-
-    def __enter__(self):
-        if self.marlin is None:  # a vllm: server let go of by the previous apply_model
-            self.marlin = self._get_marlin()
-        return self
-
-    def __exit__(self, *args):
-        """The end of an ``apply_model``: a ``vllm:`` server started for it stops (a later one restarts it)."""
-        if self._own_marlin and is_vllm_model(self.settings.weights):
-            put_marlin(self.settings.weights)
-            self.marlin = None
 
     @property
     def media_type(self) -> str:

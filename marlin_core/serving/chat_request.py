@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..engine import confidence as conf
+from ..errors import MarlinError
 from ..contract import parse_caption, parse_find
 from ..engine.inputs import TIMESTAMPS_VIDEO, video_metadata
 from ..video import SampledVideo
@@ -108,7 +109,7 @@ def chat_body(model: str, video: VideoPart, prompt: str, *, max_new_tokens: int,
     return body
 
 
-class AnswerShapeError(ValueError):
+class AnswerShapeError(MarlinError, ValueError):
     """A chat completion of the wrong shape; the message says what was wrong (see :func:`parse_answer`)."""
 
 

@@ -22,7 +22,7 @@ from . import vllm_process as vp
 __all__ = ["serve"]
 
 
-class _Stop(Exception):
+class _Stop(MarlinError):
     """Raised from the signal handler to leave the wait loop."""
 
 
