@@ -165,6 +165,9 @@ def test_queue_shards_checks_every_parameter_before_queueing(clips, trained_mode
                                (SEARCH, dict(queries="red light", max_new_tokens=-1), "max_new_tokens")]:
         with pytest.raises(ValueError, match=where):
             queue_shards(uri, clips, 2, **model, **params)
+    for uri, params in [(CAPTION, {}), (SEARCH, dict(queries=["red light"]))]:  # a model folder that is not there
+        with pytest.raises(ValueError, match="model"):
+            queue_shards(uri, clips, 2, model=str(trained_model_dir.parent / "no-such-model"), **params)
     assert service.get_queued_operations(dataset_name=clips.name) == []
 
 
