@@ -10,6 +10,7 @@ back). Formats: :data:`marlin_core.formats.annotation_export.EXPORT_FORMATS`. Sa
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -19,6 +20,7 @@ from marlin_core.formats.annotation_export import EXPORT_FORMATS, write_annotati
 from marlin_core.formats.annotations import Segment, VideoAnnotation
 
 from .adapters.labels import detection_span_s
+from .app import run_errors
 from .base import SdkCallable
 
 FORMAT_LABELS = {
@@ -71,6 +73,11 @@ def export_annotations(view, field: str, path: str, fmt: str, overwrite: bool = 
             "segments": sum(len(a.segments) for a in annotations.values()), "skipped": skipped}
 
 
+def download_url(path: str) -> str:
+    """The App server's URL of a file it can read (its ``/media`` route, relative to the App's address)."""
+    return "/media?" + urlencode({"filepath": path})
+
+
 class ExportAnnotations(SdkCallable, foo.Operator):
     @property
     def config(self):
@@ -104,13 +111,18 @@ class ExportAnnotations(SdkCallable, foo.Operator):
         return types.Property(inputs, view=types.View(label="Marlin: export temporal labels"))
 
     def execute(self, ctx):
-        return export_annotations(ctx.target_view(), ctx.params.get("field") or DEFAULT_FIELD,
-                                  ctx.params.get("path") or "", ctx.params.get("format") or "activitynet",
-                                  overwrite=bool(ctx.params.get("overwrite")))
+        result = export_annotations(ctx.target_view(), ctx.params.get("field") or DEFAULT_FIELD,
+                                    ctx.params.get("path") or "", ctx.params.get("format") or "activitynet",
+                                    overwrite=bool(ctx.params.get("overwrite")))
+        if run_errors.streamed_to_app(ctx):
+            # the file is written where the App's server runs; the browser fetches it from the server's /media
+            # route (FiftyOne's built-in browser_download), so a local App user also gets it as a download
+            ctx.ops.browser_download(download_url(result["path"]), filename=Path(result["path"]).name)
+        return result
 
     def resolve_output(self, ctx):
         outputs = types.Object()
-        outputs.str("path", label="Written to")
+        outputs.str("path", label="Written to (on the App's server; also offered as a browser download)")
         outputs.int("videos", label="Videos")
         outputs.int("segments", label="Segments")
         outputs.int("skipped", label="Samples left out (field empty)")

@@ -7,6 +7,10 @@ once for all its queries; each answer gets a presence score and those under ``th
 out of the view. The view (one clip per moment, best first) is saved under ``view_name``; the labels
 are in ``search_field`` (see :mod:`.search_labels`). The result reports the model calls made and what
 asking every video every query would have cost.
+
+Over 400 lines because the operator's stages (checks, captioning, candidates, find and score, replacing
+earlier results, the run record, App progress and opening the view) share one run's state; the pieces a
+script would also want live in :mod:`marlin_core.search` and :mod:`.adapters.search_labels`.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from marlin_core.search.ranking import DEFAULT_TOP_K, queries_by_video, select_c
 from marlin_core.search.library import SearchError, SearchSettings, check_queries, score_answer, text_matching
 from marlin_core.search.text_embedding import load_text_encoder
 
-from .app import forms, placements
+from .app import forms, placements, run_errors
 from .base import SdkCallable
 from .adapters.display import show_marlin_labels
 from .run.models import marlin_for, release_marlin
 from .open_view import view_buttons
 from .run.params import SAMPLING_PARAMS, ModelParams
-from .run.processing import checked_metadata, error_message
+from .run.processing import Progress, checked_metadata, error_message
+from .search_progress import app_events, drain
 from .run.runs import RunRecord, settings_fingerprint
 from .run.validation import problems as shared_problems
 from .run.writes import ensure_fields, update_sample
@@ -154,6 +159,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
             dynamic=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
+            execute_as_generator=True,  # the App shows each stage's progress (captioning, then n/N videos)
         )
 
     def resolve_execution_options(self, ctx):
@@ -226,8 +232,33 @@ class SearchLibrary(SdkCallable, foo.Operator):
                                search_field=params["search_field"])
         warning = earlier_results_warning(view, params)
         record = RunRecord(view, model_params.run_key, OPERATION, record_settings).start()
+        steps = self._recorded_search(ctx, view, params, queries, search, encode, model_params, settings, record,
+                                      warning)
+        if ctx.delegated:
+            return drain(steps, lambda p: ctx.set_progress(progress=p.fraction, label=p.label))
+        if not run_errors.streamed_to_app(ctx):
+            return drain(steps, lambda _progress: None)  # an SDK call: the summary itself is the result
+        return app_events(ctx, steps, self.config.label, lambda summary: self._opened(ctx, summary, params))
+
+    def _opened(self, ctx, summary: dict, params: dict):
+        """The App's events after an immediate run: the summary, then the ranked clips opened by their stages.
+
+        By stages, not by name: the App checks a name against the saved views it loaded with the dataset,
+        which a view saved during this run is not among ("Saved view ... does not exist" until a reload).
+        """
+        yield ctx.trigger("show_output", {"outputs": self._summary_output(summary, summary["view_name"]).to_json(),
+                                            "results": summary})
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.set_view(view=ranked_clips_view(ctx.dataset, params["search_field"], summary["view_name"]))
+
+    def _recorded_search(self, ctx, view, params, queries, search, encode, model_params, settings, record, warning):
+        """:meth:`_search` (a generator of :class:`Progress`) with its record kept; returns the summary."""
         try:
-            summary = self._search(ctx, view, params, queries, search, encode, model_params, settings, record)
+            summary = yield from self._search(ctx, view, params, queries, search, encode, model_params, settings,
+                                              record)
+        except GeneratorExit:
+            record.finish("interrupted", {}, "the App stopped listening before the run ended")
+            raise
         except BaseException as error:
             record.finish("failed", {}, f"{type(error).__name__}: {error}")
             raise
@@ -244,7 +275,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
         name, field, dataset = str(params["view_name"]), params["search_field"], ctx.dataset
         summary = {"view_name": name, "queries": queries, "caption": None, "caption_calls": 0}
         if not search.exhaustive:
-            summary["caption_calls"], summary["caption"] = self._caption_missing(ctx, view, params)
+            summary["caption_calls"], summary["caption"] = yield from self._caption_missing(ctx, view, params)
         videos, uncaptioned = captioned_videos(view, params["events_field"], params["scene_field"])
         index = CaptionIndex(videos)
         ranker, relevance = text_matching(index, encode)
@@ -261,7 +292,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
                               settings_fingerprint(settings),
                               lambda sample_id, answer: score_answer(sample_id, answer, index, relevance),
                               update_sample)
-        outcome = self._find_and_score(ctx, asked, model_params, writer, record)
+        outcome = yield from self._find_and_score(ctx, asked, model_params, writer, record)
         # earlier results of this search are replaced in the view searched, never outside it; a sample whose
         # search failed this time keeps them
         failed_ids = outcome.pop("failed_ids")
@@ -273,17 +304,13 @@ class SearchLibrary(SdkCallable, foo.Operator):
         save_view(dataset, name, clips)
         summary.update(outcome, moments=len(clips), exhaustive_find_calls=len(view) * len(queries),
                        uncaptioned=len(uncaptioned), run_key=model_params.run_key)
-        if not ctx.delegated:
-            # by its stages: the App checks a name against the saved views it loaded with the dataset, which a
-            # view saved during this run is not among ("Saved view ... does not exist" until a browser reload)
-            ctx.ops.reload_dataset()
-            ctx.ops.set_view(view=clips)
         return summary
 
-    def _caption_missing(self, ctx, view, params) -> tuple[int, dict | None]:
+    def _caption_missing(self, ctx, view, params):
         """Caption the videos of ``view`` without captions with the caption operator (stored, reused).
 
         With ``overwrite`` every video of ``view`` is captioned again (the caption operator's overwrite).
+        Yields one :class:`Progress` (the caption operator's own per-video progress is not relayed).
 
         Returns:
             ``(videos sent to captioning, the caption operator's result)``.
@@ -295,6 +322,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
             return 0, None
         caption_params = {key: params[key] for key in CAPTION_PARAMS if params.get(key) is not None}
         uri = self.uri.rsplit("/", 1)[0] + "/caption"
+        yield Progress(0.0, f"captioning {len(missing)} video(s) without captions")
         return len(missing), foo.get_operator(uri)(view.select(missing), **caption_params)
 
     @staticmethod
@@ -308,7 +336,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
                         record: RunRecord) -> dict:
         """:meth:`_find_and_score_all`, then the model let go of (a vllm: server it started stops)."""
         try:
-            return self._find_and_score_all(ctx, asked, params, writer, record)
+            return (yield from self._find_and_score_all(ctx, asked, params, writer, record))
         finally:
             release_marlin(params)
 
@@ -325,6 +353,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
             return outcome
         dataset, items = ctx.dataset, list(asked.items())
         filepaths = dict(zip(*dataset.select(list(asked)).values(["id", "filepath"])))
+        yield Progress(0.0, f"0/{len(items)} videos searched: loading the model")
         marlin = marlin_for(params)
         record.set_model(marlin)
         finds = marlin.iter_finds([(filepaths[sample_id], qs) for sample_id, qs in items], **params.engine_kwargs())
@@ -353,7 +382,7 @@ class SearchLibrary(SdkCallable, foo.Operator):
                             f"{filepath}: {answer['query']!r}: no time span in Marlin's answer {answer.get('raw', '')!r}")
                 outcome["done"] += 1
             record.heartbeat({k: v for k, v in outcome.items() if k != "failed_ids"})
-            ctx.set_progress(progress=position / len(items), label=f"{position}/{len(items)} {filepath}")
+            yield Progress(position / len(items), f"{position}/{len(items)} videos searched: {filepath}")
         return outcome
 
     @staticmethod
@@ -365,6 +394,14 @@ class SearchLibrary(SdkCallable, foo.Operator):
         return metadata
 
     def resolve_output(self, ctx):
+        # An App run shows its summary itself (show_output, in _opened); an SDK or scheduled run's result has it
+        if run_errors.streamed_to_app(ctx):
+            return None
+        results = getattr(ctx, "results", None) or {}
+        return self._summary_output(results, forms.read_params(ctx, DEFAULTS)["view_name"])
+
+    def _summary_output(self, results: dict, name: str) -> types.Property:
+        """The search's summary panel with an Open button for its saved view; no empty headings."""
         outputs = types.Object()
         outputs.str("view_name", label="Saved view")
         outputs.int("moments", label="Moments found (present)")
@@ -372,7 +409,6 @@ class SearchLibrary(SdkCallable, foo.Operator):
         outputs.int("find_calls", label="Find calls made")
         outputs.int("exhaustive_find_calls", label="Find calls an exhaustive search would make")
         outputs.int("failed", label="Videos failed (see the error field)")
-        results = getattr(ctx, "results", None) or {}
         # no empty heading after a clean run (the lists are shown when they hold something, or before a result)
         if results.get("errors") or not results:
             outputs.list("errors", types.String(), label="Errors")
@@ -381,7 +417,6 @@ class SearchLibrary(SdkCallable, foo.Operator):
             outputs.list("unreadable_answers", types.String(), label="Unreadable answers (Marlin's raw text)")
         if results.get("warnings") or not results:
             outputs.list("warnings", types.String(), label="Warnings")
-        name = forms.read_params(ctx, DEFAULTS)["view_name"]
         view_buttons(outputs, [name], {name: "The ranked clips, best moment first."})
         return types.Property(outputs, view=types.View(label=self.config.label))
 

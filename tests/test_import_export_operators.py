@@ -7,13 +7,17 @@ trained model through the caption / find operators) written in each format and i
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
+import uuid
 
 import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
-from fiftyone.operators.executor import ExecutionError
+from fiftyone.operators.executor import ExecutionError, execute_or_delegate_operator
 
+from app_browser import app_server
 from marlin_core.formats.annotations import load_timelens
 from media import make_video
 
@@ -214,3 +218,30 @@ def test_import_and_export_are_callable_from_python(dataset, ten_second_videos, 
     out = tmp_path / "out.json"
     exported = foo.get_operator(EXPORT)(dataset, field="ground_truth", path=str(out), format="activitynet")
     assert json.loads(out.read_text())["vid_a"]["sentences"] == ["a person waves"], exported
+
+
+def test_an_export_from_the_app_is_offered_as_a_browser_download(ten_second_videos, tmp_path):
+    """As the App runs it: the file is written, and FiftyOne's browser_download gets a URL the App server serves."""
+    dataset = fo.Dataset(f"marlin-export-{uuid.uuid4().hex[:8]}", persistent=True)  # the App server reads it
+    try:
+        dataset.add_samples([fo.Sample(filepath=str(p)) for p in ten_second_videos])
+        gt = tmp_path / "gt.json"
+        gt.write_text(_activitynet({"vid_a": [(1.0, 2.0, "a person waves")]}))
+        foo.get_operator(IMPORT)(dataset, path=str(gt), format="activitynet")
+        out = tmp_path / "for download.json"
+        request = dict(dataset_name=dataset.name, view=dataset.view()._serialize(), operator_uri=EXPORT,
+                       current_sample=None, params=dict(field="ground_truth", path=str(out), format="activitynet"))
+        result = asyncio.run(execute_or_delegate_operator(EXPORT, request))
+        result.raise_exceptions()
+        (download,) = [r for r in result.to_json()["executor"]["requests"] if r["operator_uri"] == "browser_download"]
+        assert download["params"]["filename"] == "for download.json"
+        with app_server(tmp_path / "server.log") as url:
+            served = urllib.request.urlopen(url + download["params"]["url"], timeout=30).read()
+        assert served == out.read_bytes() and b"a person waves" in served
+        # an SDK call (no App listening) asks for no download
+        sdk = foo.execute_operator(EXPORT, dict(dataset=dataset, params=dict(
+            field="ground_truth", path=str(tmp_path / "sdk.json"), format="activitynet")))
+        assert not [r for r in (sdk.to_json()["executor"] or {}).get("requests", [])
+                    if r["operator_uri"] == "browser_download"]
+    finally:
+        dataset.delete()

@@ -1,0 +1,44 @@
+"""A search run's progress, reported where its caller can see it (the App, a worker, or nobody).
+
+The search is a generator of :class:`.run.processing.Progress` that returns its summary; these turn it into
+App events for an immediate App run (as ``caption``/``find`` do in :mod:`.base`), or run it to its end.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from fiftyone.operators.executor import ExecutionResult
+from fiftyone.operators.message import GeneratedMessage, MessageType
+
+from .app import run_errors
+
+
+def drain(steps: Iterator, report: Callable) -> dict:
+    """Run a generator of progress to its end, reporting each step; return its value (the summary)."""
+    while True:
+        try:
+            report(next(steps))
+        except StopIteration as stop:
+            return stop.value
+
+
+def app_events(ctx, steps: Iterator, title: str, finish: Callable[[dict], Iterator]):
+    """Immediate App run: each step as a ``set_progress`` event, then ``finish(summary)``'s events and the result.
+
+    A failure reaches the App as the operator's red error box with the run's one-line reason.
+    """
+    try:
+        while True:
+            progress = next(steps)
+            yield ctx.trigger("set_progress", dict(progress=progress.fraction, label=progress.label))
+    except StopIteration as stop:
+        summary = stop.value
+    except Exception as error:  # noqa: BLE001 - shown in the App, which is the only one listening
+        reason = run_errors.one_line(error)
+        yield ctx.trigger("set_progress", dict(progress=0, label=f"failed: {reason}"))
+        yield ctx.trigger("show_output", run_errors.error_output(title, reason))
+        yield run_errors.ErrorMessage(reason)
+        return
+    yield from finish(summary)
+    yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))
