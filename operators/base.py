@@ -165,10 +165,7 @@ class ModelOperator(SdkCallable, foo.Operator):
         except Exception as error:  # noqa: BLE001 - reported to the App, re-raised for everyone else
             if not run_errors.streamed_to_app(ctx):
                 raise
-            reason = run_errors.one_line(error)
-            yield ctx.trigger("set_progress", dict(progress=0, label=f"failed: {reason}"))
-            yield ctx.trigger("show_output", run_errors.error_output(self.config.label, reason))
-            yield run_errors.ErrorMessage(reason)
+            yield from run_errors.failure_events(ctx, self.config.label, error)
             return
         if not ctx.delegated:
             yield ctx.trigger("reload_samples")

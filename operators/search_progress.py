@@ -35,10 +35,7 @@ def app_events(ctx, steps: Iterator, title: str, finish: Callable[[dict], Iterat
     except StopIteration as stop:
         summary = stop.value
     except Exception as error:  # noqa: BLE001 - shown in the App, which is the only one listening
-        reason = run_errors.one_line(error)
-        yield ctx.trigger("set_progress", dict(progress=0, label=f"failed: {reason}"))
-        yield ctx.trigger("show_output", run_errors.error_output(title, reason))
-        yield run_errors.ErrorMessage(reason)
+        yield from run_errors.failure_events(ctx, title, error)
         return
     yield from finish(summary)
     yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))

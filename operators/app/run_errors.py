@@ -37,6 +37,15 @@ def error_output(title: str, reason: str) -> dict:
     return {"outputs": types.Property(outputs, view=types.View(label=title)).to_json(), "results": {}}
 
 
+def failure_events(ctx, title: str, error: BaseException):
+    """The App's messages for a run that failed: a "failed: reason" progress line, the red error box, and the
+    operation's error (what every immediate run streams when it fails)."""
+    reason = one_line(error)
+    yield ctx.trigger("set_progress", dict(progress=0, label=f"failed: {reason}"))
+    yield ctx.trigger("show_output", error_output(title, reason))
+    yield ErrorMessage(reason)
+
+
 def one_line(error: BaseException) -> str:
     """``Type: message`` on one line (the first line of the message)."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
