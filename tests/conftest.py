@@ -4,6 +4,10 @@ FiftyOne reads its config at import, so the database name and the plugins folder
 before any test module imports it: tests write to their own database (never the user's datasets)
 and FiftyOne discovers this repo as the ``@marlin/marlin`` plugin through ``FIFTYONE_PLUGINS_DIR``.
 
+Database: the run's own MongoDB (tests/mongod.py: FiftyOne's bundled ``mongod`` on a free port and a fresh
+folder), started by the controller before any worker and given to every process through FIFTYONE_DATABASE_URI,
+so overlapping runs never share, race to start or stop each other's database.
+
 Parallel runs (pytest-xdist, ``-n auto`` in pyproject's addopts). ``python -m pytest`` (the whole suite, or a
 folder, or several files) runs on MARLIN_TEST_WORKERS worker processes (default AUTO_WORKERS); one test file or
 test ids of one file run in this process (``-n 0`` forces that, ``-n 3`` a count). Each worker has its own
@@ -59,8 +63,9 @@ _PLUGINS_DIR = Path(tempfile.mkdtemp(prefix="marlin-plugins-"))
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(_PLUGINS_DIR)
 
 import tiny_model  # noqa: E402
-from build_once import build_once, cached_file  # noqa: E402
+from build_once import build_once, cached_file, exclusive  # noqa: E402
 from media import ffmpeg, make_clip  # noqa: E402
+import mongod  # noqa: E402
 import torch  # noqa: E402
 
 # One thread: on 2 cores shared with ffmpeg and MongoDB, torch's default of 2 runs 10-20x slower.
@@ -105,7 +110,34 @@ class _GroupIds:
                 item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
+_RUN_DATABASE: mongod.RunDatabase | None = None
+
+
+def _start_run_database() -> None:
+    """The run's own MongoDB (tests/mongod.py), started by the controller before any worker, unless the caller
+    gave one (FIFTYONE_DATABASE_URI; a nested pytest inherits its parent's). Without FiftyOne's bundled
+    ``mongod`` the run falls back to FiftyOne's managed database."""
+    global _RUN_DATABASE
+    executable = mongod.mongod_executable()
+    if os.environ.get("FIFTYONE_DATABASE_URI") or executable is None:
+        return
+    assert "fiftyone" not in sys.modules, "FiftyOne was imported before the test database's address was set"
+    _RUN_DATABASE = mongod.start(executable)
+    os.environ["FIFTYONE_DATABASE_URI"] = _RUN_DATABASE.uri
+    os.environ[mongod.SERVED_BY_ENV] = "1"
+    # FiftyOne's own bundled mongod on a fresh folder: its version check passes but warns on stdout that 6.0 is
+    # "the oldest supported major version", which would land in every CLI's --json output.
+    os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+
+
+def pytest_unconfigure(config):
+    if _RUN_DATABASE is not None:
+        _RUN_DATABASE.stop()
+
+
 def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        _start_run_database()
     if config.pluginmanager.has_plugin("xdist"):
         config.pluginmanager.register(_GroupIds(), "marlin-xdist-group-ids")
     config.addinivalue_line("markers", "browser: drives Chromium and an App server (one at a time, one worker)")
@@ -156,6 +188,26 @@ def pytest_collection_modifyitems(config, items):
         if (group == "browser" or _HEAVY_FIXTURES & set(item.fixturenames)
                 or _heavy_module(Path(item.fspath), heavy_modules)) and not item.get_closest_marker("heavy"):
             item.add_marker(pytest.mark.heavy)
+
+
+_DATABASE_READY = False
+
+
+def pytest_runtest_setup(item):
+    """Connect to FiftyOne's database once per process, one process at a time, before the first heavy test.
+
+    Only matters without the run's own MongoDB (no bundled ``mongod``): with no database service running yet,
+    workers connecting at once each start one and all but one fail ("failed to bind", "Could not connect to
+    mongod"). Under the lock the first starts the service and the others find it running.
+    """
+    global _DATABASE_READY
+    if _DATABASE_READY or not item.get_closest_marker("heavy"):
+        return
+    _DATABASE_READY = True
+    with exclusive(REPO / ".cache" / "fiftyone-database.lock"):
+        import fiftyone.core.odm.database as fod
+
+        fod.get_db_conn()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
