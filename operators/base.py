@@ -172,12 +172,12 @@ class ModelOperator(SdkCallable, foo.Operator):
             return
         if not ctx.delegated:
             yield ctx.trigger("reload_samples")
-            if ctx.current_sample:  # the App refetches an open modal's sample only when asked (app/refresh_modal.js)
-                yield ctx.trigger(REFRESH_MODAL_SAMPLE)
             yield ctx.trigger("set_color_scheme", display.app_colour_scheme(ctx.dataset))
             yield ctx.trigger("show_output", {"outputs": self.summary_output(summary).to_json(),
                                                 "results": summary})
             yield ctx.trigger("reload_dataset")
+            if ctx.current_sample:  # the App refetches an open modal's sample only when asked (app/refresh_modal.js)
+                yield ctx.trigger(REFRESH_MODAL_SAMPLE)
         yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))
 
     # ------------------------------------------------------------------ form and output

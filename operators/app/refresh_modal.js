@@ -6,7 +6,9 @@
  * fetches it again only when those change, so no Python-triggerable App event (reload_samples,
  * reload_dataset, close_sample + open_sample) refreshes it: a modal opened before a run kept showing no
  * events and scene None until a browser reload. This asks the App server for the sample the way the modal
- * does and hands it to the App's own `useRefreshSample`, which updates the modal in place.
+ * does and hands it to the App's own `useRefreshSample`, which updates the modal in place. The modal's
+ * sidebar lists the fields the grid had when the modal opened; a run's new fields are added to it (as the
+ * App does when it opens a modal) once the grid's sidebar, reloaded by the run's reload_dataset, has them.
  *
  * Plain JavaScript on the globals the App gives plugins (window.__foo__, __fos__, __fou__, recoil): no
  * build step. fiftyone.yml names this file as the plugin's js_bundle.
@@ -23,6 +25,23 @@
       ... on ImageSample { sample }
     }
   }`;
+
+  const SIDEBAR_WAIT_MS = 10000;
+  const SIDEBAR_POLL_MS = 250;
+
+  const UNLISTED = new Set(["frames", "tags"]); // frame fields and tags: the App lists them its own way
+
+  // whether the sidebar groups list every field of `sample` (its own keys; "metadata" by its subfields)
+  function listsFields(groups, sample) {
+    const paths = groups.flatMap((group) => group.paths || []);
+    return Object.keys(sample)
+      .filter((key) => !key.startsWith("_") && !UNLISTED.has(key))
+      .every((key) => paths.some((path) => path === key || path.startsWith(key + ".")));
+  }
+
+  function pause(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
 
   class RefreshModalSample extends Operator {
     get config() {
@@ -41,6 +60,24 @@
           view: await snapshot.getPromise(fos.view),
           sampleId: await snapshot.getPromise(fos.nullableModalSampleId),
         }), []),
+        // "listed" when the modal's sidebar lists the sample's fields, "added" once it got them from the
+        // grid's, "waiting" while the grid has not reloaded the dataset yet
+        syncSidebar: recoil.useRecoilCallback(({ snapshot, set }) => async (sample) => {
+          const modalGroups = await snapshot.getPromise(fos.sidebarGroupsDefinition(true));
+          if (listsFields(modalGroups, sample)) {
+            return "listed";
+          }
+          const gridGroups = await snapshot.getPromise(fos.sidebarGroupsDefinition(false));
+          if (!listsFields(gridGroups, sample)) {
+            return "waiting";
+          }
+          const known = new Set(modalGroups.flatMap((group) => group.paths || []));
+          const modalActive = await snapshot.getPromise(fos.activeFields({ modal: true }));
+          const gridActive = await snapshot.getPromise(fos.activeFields({ modal: false }));
+          set(fos.sidebarGroupsDefinition(true), gridGroups);
+          set(fos.activeFields({ modal: true }), [...modalActive, ...gridActive.filter((path) => !known.has(path))]);
+          return "added";
+        }, []),
       };
     }
 
@@ -54,7 +91,17 @@
         variables: { dataset, view, filter: { id: sampleId } },
       });
       const sample = response && response.data && response.data.sample && response.data.sample.sample;
-      if (sample) {
+      if (!sample) {
+        return;
+      }
+      hooks.refreshSample(sample);
+      let sidebar = await hooks.syncSidebar(sample);
+      for (let waited = 0; sidebar === "waiting" && waited < SIDEBAR_WAIT_MS; waited += SIDEBAR_POLL_MS) {
+        await pause(SIDEBAR_POLL_MS);
+        sidebar = await hooks.syncSidebar(sample);
+      }
+      if (sidebar === "added") {
+        await pause(SIDEBAR_POLL_MS); // the modal's video takes the new fields, then draws them
         hooks.refreshSample(sample);
       }
     }
