@@ -9,6 +9,8 @@
  * does and hands it to the App's own `useRefreshSample`, which updates the modal in place. The modal's
  * sidebar lists the fields the grid had when the modal opened; a run's new fields are added to it (as the
  * App does when it opens a modal) once the grid's sidebar, reloaded by the run's reload_dataset, has them.
+ * Limit (seen in Chromium): the modal's video does not draw a field that did not exist when the modal opened
+ * (the sidebar lists it and its values); fields that existed are drawn at once.
  *
  * Plain JavaScript on the globals the App gives plugins (window.__foo__, __fos__, __fou__, recoil): no
  * build step. fiftyone.yml names this file as the plugin's js_bundle.
@@ -60,23 +62,22 @@
           view: await snapshot.getPromise(fos.view),
           sampleId: await snapshot.getPromise(fos.nullableModalSampleId),
         }), []),
-        // "listed" when the modal's sidebar lists the sample's fields, "added" once it got them from the
-        // grid's, "waiting" while the grid has not reloaded the dataset yet
+        // true once the modal's sidebar lists the sample's fields (given the grid's once the grid has them)
         syncSidebar: recoil.useRecoilCallback(({ snapshot, set }) => async (sample) => {
           const modalGroups = await snapshot.getPromise(fos.sidebarGroupsDefinition(true));
           if (listsFields(modalGroups, sample)) {
-            return "listed";
+            return true;
           }
           const gridGroups = await snapshot.getPromise(fos.sidebarGroupsDefinition(false));
           if (!listsFields(gridGroups, sample)) {
-            return "waiting";
+            return false; // the grid has not reloaded the dataset yet
           }
           const known = new Set(modalGroups.flatMap((group) => group.paths || []));
           const modalActive = await snapshot.getPromise(fos.activeFields({ modal: true }));
           const gridActive = await snapshot.getPromise(fos.activeFields({ modal: false }));
           set(fos.sidebarGroupsDefinition(true), gridGroups);
           set(fos.activeFields({ modal: true }), [...modalActive, ...gridActive.filter((path) => !known.has(path))]);
-          return "added";
+          return true;
         }, []),
       };
     }
@@ -95,14 +96,8 @@
         return;
       }
       hooks.refreshSample(sample);
-      let sidebar = await hooks.syncSidebar(sample);
-      for (let waited = 0; sidebar === "waiting" && waited < SIDEBAR_WAIT_MS; waited += SIDEBAR_POLL_MS) {
+      for (let waited = 0; !(await hooks.syncSidebar(sample)) && waited < SIDEBAR_WAIT_MS; waited += SIDEBAR_POLL_MS) {
         await pause(SIDEBAR_POLL_MS);
-        sidebar = await hooks.syncSidebar(sample);
-      }
-      if (sidebar === "added") {
-        await pause(SIDEBAR_POLL_MS); // the modal's video takes the new fields, then draws them
-        hooks.refreshSample(sample);
       }
     }
   }
