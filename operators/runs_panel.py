@@ -4,8 +4,9 @@ Lists :func:`.run.run_list.list_runs` (run records joined with scheduled operati
 running n/N, completed, failed with its reason, interrupted), model and settings, counts and wall
 time, with actions: open the run's samples or its samples with errors, re-run the failed samples
 (the operator's form, pre-filled with the run's parameters, on those samples), cancel a queued or
-running scheduled run. While something is queued or running the panel refreshes itself every
-:data:`REFRESH_MS`; a run that just ended reloads the dataset, so its labels show without a reload.
+running scheduled run. While something is queued or running, or a re-run was asked for, the panel
+refreshes itself every :data:`REFRESH_MS`; a run that just ended reloads the dataset, so its labels show
+without a reload.
 """
 
 from __future__ import annotations
