@@ -25,6 +25,9 @@ from .run.validation import check
 from .run.writes import ensure_fields
 from .app import run_errors
 
+# the plugin's one JavaScript operator (fiftyone.yml js_bundle): shows the open modal's sample as stored now
+REFRESH_MODAL_SAMPLE = "@marlin/marlin/refresh_modal_sample"
+
 
 class SdkCallable:
     """Lets an operator run from Python: ``foo.get_operator(uri)(dataset_or_view, **params)``."""
@@ -173,6 +176,8 @@ class ModelOperator(SdkCallable, foo.Operator):
             yield ctx.trigger("show_output", {"outputs": self.summary_output(summary).to_json(),
                                                 "results": summary})
             yield ctx.trigger("reload_dataset")
+            if ctx.current_sample:  # the App refetches an open modal's sample only when asked (app/refresh_modal.js)
+                yield ctx.trigger(REFRESH_MODAL_SAMPLE)
         yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))
 
     # ------------------------------------------------------------------ form and output

@@ -4,13 +4,15 @@ Lists :func:`.run.run_list.list_runs` (run records joined with scheduled operati
 running n/N, completed, failed with its reason, interrupted), model and settings, counts and wall
 time, with actions: open the run's samples or its samples with errors, re-run the failed samples
 (the operator's form, pre-filled with the run's parameters, on those samples), cancel a queued or
-running scheduled run. While something is queued or running the panel refreshes itself every
-:data:`REFRESH_MS`; a run that just ended reloads the dataset, so its labels show without a reload.
+running scheduled run. While something is queued or running, or a re-run was asked for, the panel
+refreshes itself every :data:`REFRESH_MS`; a run that just ended reloads the dataset, so its labels show
+without a reload.
 """
 
 from __future__ import annotations
 
 import datetime
+import time
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -18,6 +20,9 @@ import fiftyone.operators.types as types
 from .run.run_list import RunRow, cancel_operation, list_runs, run_view
 
 REFRESH_MS = 2000
+# After "Re-run failed samples" the panel refreshes until the re-run has come and gone (an immediate run from
+# the prompt it opens is no run the panel knew of), or this long if the prompt is cancelled.
+RERUN_WATCH_S = 600
 SHOWN = 20
 ICONS = {"queued": "…", "running": "▶", "completed": "✔", "failed": "✖", "interrupted": "⏹"}
 
@@ -42,6 +47,14 @@ def _settings_text(row: RunRow) -> str:
     if queries:
         shown["queries"] = queries if isinstance(queries, str) else "; ".join(map(str, queries))
     return ", ".join(f"{name}={value}" for name, value in shown.items())
+
+
+def _started_s(row: RunRow) -> float:
+    """When the run started, in seconds since the epoch (records hold naive UTC datetimes)."""
+    moment = row.started_at
+    if not isinstance(moment, datetime.datetime):
+        return 0.0
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 def describe(row: RunRow) -> str:
@@ -102,6 +115,7 @@ class MarlinRunsPanel(foo.Panel):
         view = run_view(ctx.dataset, row, errors_only=True)
         ctx.ops.set_view(view=view)
         ctx.prompt(row.operator_uri, params={**row.params, "overwrite": True})
+        ctx.panel.state.rerun_requested_at = time.time()
 
     def cancel(self, ctx):
         row = self._row(ctx)
@@ -118,6 +132,10 @@ class MarlinRunsPanel(foo.Panel):
         ctx.panel.state.rows = [row.key for row in rows]
         ctx.panel.state.active = [row.key for row in rows if row.active]
         ctx.panel.state.refreshed = datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S UTC")
+        requested = ctx.panel.state.rerun_requested_at
+        if requested and (time.time() - requested > RERUN_WATCH_S
+                          or any(_started_s(row) >= requested and not row.active for row in rows)):
+            ctx.panel.state.rerun_requested_at = None  # the re-run ended (or never came)
 
     def _row(self, ctx) -> RunRow | None:
         key = ctx.params.get("key")
@@ -134,7 +152,7 @@ class MarlinRunsPanel(foo.Panel):
         panel = types.Object()
         rows = list_runs(ctx.dataset) if ctx.dataset is not None else []
         active = [row for row in rows if row.active]
-        if active:
+        if active or ctx.panel.state.rerun_requested_at:
             panel.view("timer", types.TimerView(interval=REFRESH_MS, on_interval=self.refresh))
         summary = (f"{len(rows)} run(s) on this dataset, {len(active)} queued or running"
                    f" · refreshed {ctx.panel.state.refreshed or ''}")

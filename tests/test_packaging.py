@@ -61,6 +61,7 @@ def test_plugins_download_from_an_archive(tmp_path):
     finally:
         server.shutdown()
     assert any(path.name == "fiftyone.yml" for path in plugins.rglob("fiftyone.yml"))
+    assert any(plugins.rglob("operators/app/refresh_modal.js")), "the App half (fiftyone.yml js_bundle) ships too"
     out = run([str(BIN / "fiftyone"), "operators", "list"], FIFTYONE_PLUGINS_DIR=str(plugins))
     for uri in OPERATORS:
         assert uri in out

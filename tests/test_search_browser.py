@@ -92,5 +92,30 @@ def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos,
             finally:
                 page.screenshot(path=str(DOCS / "app-search-opened.png"))
             assert not page.get_by_text("does not exist").is_visible()
+            open_the_saved_view_again(page, open_button, samples=len(dataset), moments=moments, shot=tmp_path)
     finally:
         dataset.delete()
+
+
+def open_the_saved_view_again(page, open_button, samples: int, moments: int, shot: Path) -> None:
+    """Back to the whole dataset (the browser's Back: the App's own history, no page load), then the
+    summary's "Open" button opens the saved view by name: the selector names it, the grid shows its clips."""
+    page.evaluate("() => { window.marlinPageLoad = 'the first'; }")  # gone if the page loads again
+    for _ in range(3):  # the clips were opened by their stages: one or two App history entries back
+        page.go_back()
+        try:
+            page.wait_for_function(f"() => document.querySelectorAll('[data-cy=looker]').length === {samples}",
+                                   timeout=10_000)
+            break
+        except Exception:  # noqa: BLE001 - still on a clips view: one more step back
+            continue
+    assert page.locator('[data-cy="looker"]').count() == samples
+    assert VIEW not in page.locator('[data-cy="saved-views-selection"]').inner_text()
+    open_button.click()
+    page.wait_for_function("() => document.querySelector('[data-cy=saved-views-selection]')"
+                           f".textContent.includes('{VIEW}')")
+    page.wait_for_function(f"() => document.querySelectorAll('[data-cy=looker]').length === {moments}")
+    page.locator('[data-cy="looker"]').first.locator('[data-cy="tag-marlin_search"]').wait_for()
+    page.screenshot(path=str(shot / "search-open-button.png"))
+    assert page.evaluate("() => window.marlinPageLoad") == "the first"
+    assert not page.get_by_text("does not exist").is_visible()
