@@ -109,22 +109,35 @@ def run_loop(marlin, inputs, steps: int) -> None:
     marlin.generator.decoder.generate(inputs, steps + 1)
 
 
+def label_stepper(stepper) -> list[str]:
+    """Open a profiler range around each part of the engine's step (it calls the model's weights directly, so
+    module hooks do not see it, except on the head and on layers it runs through their modules); return the
+    names of the instance attributes set."""
+    parts = {"norm": "norms", "mlp": "MLP", "delta_net": "gated delta net", "attention": "full attention",
+             "embed": "embedding + rotary", "rotary": "embedding + rotary", "request_rotary": "embedding + rotary", "step_rotary": "embedding + rotary",
+             "logits": "model glue"}
+    for name, part in parts.items():
+        plain = getattr(stepper, name)
+
+        def labelled(*args, _plain=plain, _part=part, **kwargs):
+            with torch.profiler.record_function(f"part: {_part}"):
+                return _plain(*args, **kwargs)
+
+        setattr(stepper, name, labelled)
+    return list(parts)
+
+
 def profile(path, marlin, inputs, steps: int, cuda: bool) -> tuple[dict, int]:
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
     handles = label_modules(marlin.model)
     stepper = marlin.generator.decoder.stepper
-    plain_logits = stepper.logits
-
-    def labelled_logits(*args, **kwargs):  # the loop's step does not go through the model's forward
-        with torch.profiler.record_function("part: model glue"):
-            return plain_logits(*args, **kwargs)
-
-    stepper.logits = labelled_logits
+    labelled = label_stepper(stepper)
     try:
         with torch.profiler.profile(activities=activities) as prof:
             path(marlin, inputs, steps)
     finally:
-        del stepper.logits
+        for name in labelled:
+            delattr(stepper, name)
         for handle in handles:
             handle.remove()
     return attribute(prof.events())

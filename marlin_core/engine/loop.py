@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .decode import FULL, DecodeResult, StepCache, Stepper, decode, prefill, prompt_positions
+from .decode import FULL, DecodeResult, EagerStep, StepCache, Stepper, decode, prefill, prompt_positions
 from .graphs import BUCKETS, StaticDecoder
 
 __all__ = ["DECODE_MODES", "DecodeLoop", "decode_mode", "queries_per_batch"]
@@ -112,8 +112,7 @@ class DecodeLoop:
                 warpers) -> DecodeResult:
         step = self.static.bind(state, positions) if self.static is not None else None
         if step is None:
-            def step(tokens):
-                return self.stepper(tokens, positions, state)
+            step = EagerStep(self.stepper, state, positions, max_new_tokens)
         return decode(step, logits, max_new_tokens, self.eos_ids, self.pad_id, warpers)
 
 
