@@ -62,8 +62,10 @@ class DecodeLoop:
         self.static = StaticDecoder(self.stepper, pad_id, use_graphs) if use_graphs or mode == "static" else None
 
     def describe(self) -> str:
-        """What decodes: ``"eager loop"``, or the static step's state (CUDA graphs, buckets captured)."""
-        return self.static.describe() if self.static is not None else "eager loop"
+        """What decodes: ``"eager loop"``, or the static step's state (CUDA graphs, buckets captured), and how
+        many layers the lean step runs (e.g. ``"eager loop, lean step (4/4 layers)"``)."""
+        loop = self.static.describe() if self.static is not None else "eager loop"
+        return f"{loop}, {self.stepper.describe()}"
 
     @torch.inference_mode()
     def generate(self, inputs, max_new_tokens: int, warpers=None) -> DecodeResult:
