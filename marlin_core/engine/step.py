@@ -111,6 +111,45 @@ class DeltaNetPlan:
     key_dim: int
     value_dim: int
     kernel: int
+    conv_columns: list | None = None  # the conv weight's columns in float32, where the FMA chain is the kernel's
+
+
+def _conv_columns(weight: torch.Tensor) -> list | None:
+    """The depthwise conv weight ``(channels, 1, kernel)`` as float32 columns, if a chain of fused multiply-adds
+    over them (:func:`causal_conv`) gives the conv kernel's result bit for bit on this machine, else None.
+
+    Why: ``F.conv1d`` costs ~50 us per call on a CPU for a one-column output (oneDNN's primitive setup), more
+    than the rest of a gated-delta-net step's arithmetic. oneDNN's depthwise kernel accumulates the kernel taps in
+    order with fused multiply-adds in float32; ``torch.addcmul`` on a strided tensor runs PyTorch's scalar loop,
+    which this build compiles to the same fused multiply-add. Checked here on random windows of the layer's width,
+    so that a build or CPU where either differs keeps ``F.conv1d``.
+    """
+    columns = [weight[:, 0, j].float().contiguous() for j in range(weight.shape[-1])]
+    generator = torch.Generator(device=weight.device).manual_seed(0)
+    window = torch.randn((3, weight.shape[0], weight.shape[-1] + 1), generator=generator, device=weight.device)
+    window = (window * 4).to(weight.dtype)
+    with torch.inference_mode():
+        expected = F.conv1d(window, weight, None, padding=0, groups=weight.shape[0])[:, :, -1:]
+        ours = causal_conv(window, columns)
+    return columns if torch.equal(ours, expected) and len(columns) > 1 else None
+
+
+def causal_conv(window: torch.Tensor, columns: list) -> torch.Tensor:
+    """The last output column of a depthwise conv over ``window`` ``(batch, channels, kernel + 1)``, ``(batch,
+    channels, 1)``, laid out as ``F.conv1d(...)[:, :, -1:]`` is (every other element of a ``(batch, channels, 2)``
+    tensor): the SiLU that follows takes the same code path as the model's (a strided input: its scalar loop)."""
+    x = window if window.dtype == torch.float32 else window.float()
+    last = len(columns)
+    total = x[:, :, 1] * columns[0]
+    out = torch.empty((x.shape[0], x.shape[1], 2), dtype=window.dtype, device=window.device)[:, :, 1:]
+    for j in range(1, last):
+        if j < last - 1 or window.dtype != torch.float32:
+            total = torch.addcmul(total, x[:, :, 1 + j], columns[j])
+        else:
+            torch.addcmul(total, x[:, :, 1 + j], columns[j], out=out[:, :, 0])
+    if window.dtype != torch.float32:
+        out[:, :, 0].copy_(total)
+    return out
 
 
 def _delta_net_plan(net) -> DeltaNetPlan | None:
@@ -125,7 +164,7 @@ def _delta_net_plan(net) -> DeltaNetPlan | None:
         net.in_proj_qkv.weight, net.in_proj_z.weight, net.in_proj_b.weight, net.in_proj_a.weight, net.conv1d.weight,
         net.out_proj.weight, -net.A_log.float().exp(), net.dt_bias.float(), net.norm.weight,
         net.norm.variance_epsilon, net.num_k_heads, net.num_v_heads, net.head_k_dim, net.head_v_dim,
-        net.conv_kernel_size)
+        net.conv_kernel_size, _conv_columns(net.conv1d.weight))
 
 
 @dataclass
@@ -326,7 +365,10 @@ class Stepper:
         if window.dtype != p.conv.dtype:
             window = window.to(p.conv.dtype)
         conv_state.copy_(window[:, :, -p.kernel:])
-        mixed = F.silu(F.conv1d(window, p.conv, None, padding=0, groups=window.shape[1])[:, :, -1:])
+        if p.conv_columns is not None:
+            mixed = F.silu(causal_conv(window, p.conv_columns))
+        else:
+            mixed = F.silu(F.conv1d(window, p.conv, None, padding=0, groups=window.shape[1])[:, :, -1:])
         if mixed.dtype != dtype:
             mixed = mixed.to(dtype)
         mixed = mixed.transpose(1, 2)
