@@ -121,13 +121,16 @@ def run_loop(marlin, inputs, steps: int) -> None:
 def run_floor(marlin, inputs, steps: int) -> None:
     """What every exact step must do whatever the loop: the language-model head over the whole vocabulary, the
     argmax and the chosen token's log-softmax, on a hidden state of the batch's size (``steps`` times)."""
+    from marlin_core.engine.decode import host_argmax
+
+    argmax = host_argmax if marlin.device.type == "cpu" else (lambda logits: torch.argmax(logits, dim=-1))
     stepper = marlin.generator.decoder.stepper
     hidden = torch.randn((inputs["input_ids"].shape[0], 1, stepper.head.in_features), dtype=marlin.model.dtype,
                          device=marlin.device)
     with torch.inference_mode():
         for _ in range(steps):
             logits = stepper.head(hidden)[:, -1].float()
-            chosen = torch.argmax(logits, dim=-1)
+            chosen = argmax(logits)
             torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None])
 
 

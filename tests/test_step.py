@@ -83,3 +83,24 @@ def test_a_layer_the_step_does_not_know_runs_its_own_module():
     mlp.__class__ = type("CustomMLP", (type(mlp),), {})  # e.g. a patched or quantized layer
     assert Stepper(model).describe() == "lean step (3/4 layers)"
     assert lean_against_forward(model, 3) == STEPS - 1
+
+
+def test_the_host_argmax_is_torch_argmax():
+    """The blocked argmax of the CPU loop picks ``torch.argmax``'s index: first maximum, ties inside and across
+    blocks, NaN, all -inf, a vocabulary without a block width."""
+    from marlin_core.engine.decode import host_argmax
+
+    torch.manual_seed(0)
+    for vocab in (248_320, 65_537, 500):
+        for batch in (1, 3):
+            for case in range(12):
+                logits = torch.randn(batch, vocab)
+                if case % 3 == 1:
+                    logits = logits.round()  # many ties at the maximum, across blocks
+                if case % 4 == 2:
+                    logits[:, vocab // 3: vocab // 3 + 4] = logits.max() + 1  # a tie inside one block
+                if case == 5:
+                    logits[1 % batch, vocab // 2] = float("nan")
+                if case == 7:
+                    logits[:] = float("-inf")
+                assert torch.equal(host_argmax(logits), torch.argmax(logits, dim=-1)), (vocab, batch, case)

@@ -25,6 +25,7 @@ otherwise the engine calls ``generate``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,11 +34,13 @@ import torch
 from .step import FULL, LINEAR, Stepper, language_parts
 
 __all__ = ["CHECK_EVERY", "DecodeResult", "EagerStep", "LayerStates", "StepCache", "Stepper", "StopFlag", "decode",
-           "prefill", "supported"]
+           "host_argmax", "prefill", "supported"]
 
 # Steps between two reads of the end-of-answer flag on CUDA (each read is one step late, so it never stalls the
 # GPU queue); at most ~2x this many steps run after every row ended. The CPU reads it every step.
 CHECK_EVERY = 4
+# Vocabularies from this size on take the blocked argmax on the CPU (:func:`host_argmax`).
+ARGMAX_BLOCKS_FROM = 16384
 # generation-config fields that make ``generate`` add logits processors or stopping criteria this loop does not
 # reproduce, with their neutral values; a checkpoint that sets another value is decoded by ``generate``.
 NEUTRAL_GENERATION = {
@@ -346,10 +349,37 @@ def decode(step, first_logits: torch.Tensor, max_new_tokens: int, eos_ids: Seque
     return DecodeResult(tokens[:, :steps].cpu(), logprobs[:, :steps].cpu())
 
 
+@functools.lru_cache(maxsize=8)
+def _argmax_block(vocab: int) -> int | None:
+    """The block width :func:`host_argmax` splits a vocabulary into (a divisor of it), or None for small ones."""
+    if vocab < ARGMAX_BLOCKS_FROM:
+        return None
+    return next((width for width in range(2048, 63, -1) if vocab % width == 0), None)
+
+
+def host_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """``torch.argmax(logits, dim=-1)`` (the first maximal index of each row) of host-memory float logits, in two
+    passes: the maximum of each block of the vocabulary (vectorized; PyTorch's CPU argmax is not, and costs
+    ~0.2 ms per row of Marlin's 248,320 tokens), then the argmax inside the first block holding the row's
+    maximum. A row with NaN (which argmax treats as the maximum) takes ``torch.argmax``."""
+    batch, vocab = logits.shape
+    width = _argmax_block(vocab)
+    if width is None:
+        return torch.argmax(logits, dim=-1)
+    blocks = logits.view(batch, vocab // width, width)
+    peaks = blocks.amax(dim=-1)
+    top = peaks.amax(dim=-1, keepdim=True)
+    if bool(torch.isnan(top).any()):
+        return torch.argmax(logits, dim=-1)
+    block = (peaks == top).byte().argmax(dim=-1)
+    inside = blocks[torch.arange(batch), block].argmax(dim=-1)
+    return block * width + inside
+
+
 def _choose(logits: torch.Tensor, warpers) -> torch.Tensor:
     """``generate``'s token choice: argmax, or a draw from ``softmax(warpers(logits))``."""
     if warpers is None:
-        return torch.argmax(logits, dim=-1)
+        return host_argmax(logits)
     probs = torch.softmax(warpers(None, logits.clone()), dim=-1)
     return torch.multinomial(probs, num_samples=1).squeeze(1)
 
