@@ -20,7 +20,8 @@ its weights in ~1 ms). Here:
 
 :mod:`marlin_core.engine.graphs` captures the same step in CUDA graphs. :func:`supported` says when this loop
 reproduces ``generate`` (Qwen3.5-style layers, no logits processors from the checkpoint's generation config);
-otherwise the engine calls ``generate``.
+otherwise the engine calls ``generate``. Slightly over 400 lines: the device loop and the host loop (with its
+blocked argmax) share their result type and token-choice rules here.
 """
 
 from __future__ import annotations

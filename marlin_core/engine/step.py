@@ -18,6 +18,7 @@ in float32 and bfloat16):
   another layer class, accelerate hooks, a non-default RoPE) run through the model's own modules instead.
 
 :mod:`marlin_core.engine.graphs` captures :meth:`Stepper.logits` in CUDA graphs (rotary from device positions).
+Longer than 400 lines: each layer's arithmetic sits next to the checks that say when it is the model's exactly.
 """
 
 from __future__ import annotations
