@@ -139,8 +139,8 @@ def label_stepper(stepper) -> list[str]:
     module hooks do not see it, except on the head and on layers it runs through their modules); return the
     names of the instance attributes set."""
     parts = {"norm": "norms", "mlp": "MLP", "delta_net": "gated delta net", "attention": "full attention",
-             "embed": "embedding + rotary", "rotary": "embedding + rotary", "request_rotary": "embedding + rotary", "step_rotary": "embedding + rotary",
-             "logits": "model glue"}
+             "embed": "embedding + rotary", "rotary": "embedding + rotary", "request_rotary": "embedding + rotary",
+             "step_rotary": "embedding + rotary", "logits": "model glue"}
     for name, part in parts.items():
         plain = getattr(stepper, name)
 

@@ -11,11 +11,15 @@ in float32 and bfloat16):
   take a scalar path for a vector's tail; reductions sum in a layout-dependent order) sees the tensor the model
   gives it; what is changed is only exact: casts and copies that do not change a value are skipped, states are
   updated in place, constants (``1 + weight``, ``-exp(A_log)``) are computed once, ``q`` and ``k`` share one
-  normalisation and one rotary pass (row-wise operations on the same rows), a grouped head broadcasts instead of
-  being repeated, and ``rotate_half(x) * sin`` is ``swap(x) * (sin with its first half negated)``;
-- rotary cos/sin of a request are computed once for all its steps (``bind``), with the model's own rotary module;
+  normalisation (on the CPU: row-wise reductions there sum each row alike whatever the row count) and one rotary
+  pass, a grouped head broadcasts instead of being repeated, ``rotate_half(x) * sin`` is
+  ``swap(x) * (sin with its first half negated)``, and the causal conv is a chain of fused multiply-adds where
+  that is the conv kernel's result on this machine (:func:`_conv_columns` checks it at load);
+- rotary cos/sin of a request are computed once for all its steps (:meth:`Stepper.request_rotary`, used by
+  :class:`marlin_core.engine.decode.EagerStep`), with the model's own rotary module;
 - layers or parts this module does not reproduce exactly (a kernel package in place of the PyTorch fallback,
-  another layer class, accelerate hooks, a non-default RoPE) run through the model's own modules instead.
+  another layer class, accelerate hooks, a non-default RoPE, a gated delta net off the CPU) run through the
+  model's own modules instead.
 
 :mod:`marlin_core.engine.graphs` captures :meth:`Stepper.logits` in CUDA graphs (rotary from device positions).
 Longer than 400 lines: each layer's arithmetic sits next to the checks that say when it is the model's exactly.
