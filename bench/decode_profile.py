@@ -13,8 +13,10 @@ attributes every operator to the part of the step it runs in, through module hoo
 Per step and per part it prints operators (``aten::`` calls, i.e. dispatches from Python), self CPU ms, and on
 CUDA kernel launches and host synchronisations (``cudaStreamSynchronize`` / ``cudaDeviceSynchronize`` /
 ``cudaEventSynchronize`` and ``aten::_local_scalar_dense``, the ``.item()`` of a device tensor). It then times
-the same steps without the profiler (``ms/step``) for batch 1 and batch ``--batch``, both paths in the same
-run, and prints the ratio.
+the same steps without the profiler (``ms/step``) for batch 1 and batch ``--batch``, in the same run:
+``generate`` (plain), ``generate + recorder`` (the engine's ``decode="generate"``: plain ``generate`` plus the
+per-token log-prob recorder), the engine's ``loop``, and the ``floor`` (the language-model head, the argmax and the
+chosen token's log-prob alone: what any exact step costs at least), and prints the ratios.
 
 Run: ``python bench/decode_profile.py`` (the tests' tiny random checkpoint, CPU, one thread: a minute);
 ``--small`` (bench/gpu.py's small shape: the full 248,320-token vocabulary on a tiny width);
@@ -105,26 +107,62 @@ def run_generate(marlin, inputs, steps: int) -> None:
         marlin.model.generate(**inputs, max_new_tokens=steps + 1, do_sample=False)
 
 
+def run_recorded(marlin, inputs, steps: int) -> None:
+    """The engine's ``decode="generate"`` path: ``generate`` with the log-prob recorder (what the loop replaces)."""
+    from marlin_core.engine.generation import GenerationSettings
+
+    marlin.generator._plain_generate(inputs, GenerationSettings(steps + 1), None)
+
+
 def run_loop(marlin, inputs, steps: int) -> None:
     marlin.generator.decoder.generate(inputs, steps + 1)
+
+
+def run_floor(marlin, inputs, steps: int) -> None:
+    """What every exact step must do whatever the loop: the language-model head over the whole vocabulary, the
+    argmax and the chosen token's log-softmax, on a hidden state of the batch's size (``steps`` times)."""
+    from marlin_core.engine.decode import host_argmax
+
+    argmax = host_argmax if marlin.device.type == "cpu" else (lambda logits: torch.argmax(logits, dim=-1))
+    stepper = marlin.generator.decoder.stepper
+    hidden = torch.randn((inputs["input_ids"].shape[0], 1, stepper.head.in_features), dtype=marlin.model.dtype,
+                         device=marlin.device)
+    with torch.inference_mode():
+        for _ in range(steps):
+            logits = stepper.head(hidden)[:, -1].float()
+            chosen = argmax(logits)
+            torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None])
+
+
+def label_stepper(stepper) -> list[str]:
+    """Open a profiler range around each part of the engine's step (it calls the model's weights directly, so
+    module hooks do not see it, except on the head and on layers it runs through their modules); return the
+    names of the instance attributes set."""
+    parts = {"norm": "norms", "mlp": "MLP", "delta_net": "gated delta net", "attention": "full attention",
+             "embed": "embedding + rotary", "rotary": "embedding + rotary", "request_rotary": "embedding + rotary",
+             "step_rotary": "embedding + rotary", "logits": "model glue"}
+    for name, part in parts.items():
+        plain = getattr(stepper, name)
+
+        def labelled(*args, _plain=plain, _part=part, **kwargs):
+            with torch.profiler.record_function(f"part: {_part}"):
+                return _plain(*args, **kwargs)
+
+        setattr(stepper, name, labelled)
+    return list(parts)
 
 
 def profile(path, marlin, inputs, steps: int, cuda: bool) -> tuple[dict, int]:
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
     handles = label_modules(marlin.model)
     stepper = marlin.generator.decoder.stepper
-    plain_logits = stepper.logits
-
-    def labelled_logits(*args, **kwargs):  # the loop's step does not go through the model's forward
-        with torch.profiler.record_function("part: model glue"):
-            return plain_logits(*args, **kwargs)
-
-    stepper.logits = labelled_logits
+    labelled = label_stepper(stepper)
     try:
         with torch.profiler.profile(activities=activities) as prof:
             path(marlin, inputs, steps)
     finally:
-        del stepper.logits
+        for name in labelled:
+            delattr(stepper, name)
         for handle in handles:
             handle.remove()
     return attribute(prof.events())
@@ -140,13 +178,15 @@ def clock(cuda: bool) -> float:
 
 
 def timed(paths: dict, marlin, inputs, steps: int, cuda: bool, repeats: int = 3) -> dict[str, float]:
-    """Milliseconds per decode step of each path: (prefill + ``steps`` steps) minus (prefill + 1 step), over
-    ``steps - 1``; the paths run interleaved, best of ``repeats``. End-of-answer tokens are switched off, so every
-    run makes all its steps."""
+    """Milliseconds per decode step of each path: (best time of prefill + ``steps`` steps) minus (best time of
+    prefill + 1 step), over ``steps - 1``; the paths run interleaved, ``repeats`` times each (the best of each
+    length is kept: on a shared machine the other processes only ever add time). End-of-answer tokens are
+    switched off, so every run makes all its steps."""
     config, decoder = marlin.model.generation_config, marlin.generator.decoder
     saved = config.eos_token_id, decoder.eos_ids
     config.eos_token_id, decoder.eos_ids = None, []
-    best = {name: float("inf") for name in paths}
+    short = {name: float("inf") for name in paths}
+    long = dict(short)
     try:
         for name, path in paths.items():
             path(marlin, inputs, steps)  # warm-up (kernel compilation, allocator)
@@ -157,10 +197,10 @@ def timed(paths: dict, marlin, inputs, steps: int, cuda: bool, repeats: int = 3)
                 middle = clock(cuda)
                 path(marlin, inputs, steps)
                 ended = clock(cuda)
-                best[name] = min(best[name], 1000 * ((ended - middle) - (middle - started)) / (steps - 1))
+                short[name], long[name] = min(short[name], middle - started), min(long[name], ended - middle)
     finally:
         config.eos_token_id, decoder.eos_ids = saved
-    return best
+    return {name: 1000 * (long[name] - short[name]) / (steps - 1) for name in paths}
 
 
 def main() -> int:
@@ -170,6 +210,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the tests use 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timings per path (best is kept)")
+    parser.add_argument("--no-profile", action="store_true", help="only the unprofiled ms/step and ratios")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from marlin_core import Marlin
@@ -195,9 +237,12 @@ def main() -> int:
         for batch in (1, args.batch):
             inputs = collate_inputs([one] * batch, marlin.generator.tokenizer.pad_token_id)
             inputs = marlin.generator.cast_pixels(inputs.to(marlin.device))
-            paths = {"generate": run_generate, "loop": run_loop}
-            rates = timed(paths, marlin, inputs, args.steps, cuda)
+            paths = {"generate": run_generate, "generate + recorder": run_recorded, "loop": run_loop,
+                     "floor": run_floor}
+            rates = timed(paths, marlin, inputs, args.steps, cuda, args.repeats)
             for name, path in paths.items():
+                if args.no_profile or name not in ("generate", "loop"):
+                    continue
                 totals, steps = profile(path, marlin, inputs, args.steps, cuda)
                 steps = max(1, steps)
                 print(f"\nbatch {batch}, {name}: {rates[name]:.2f} ms/step unprofiled; per step under the profiler:")
@@ -212,7 +257,10 @@ def main() -> int:
                 print(f"  {'total':20} {all_ops:6.1f} {sum(c['self_us'] for c in totals.values()) / steps / 1000:8.3f}"
                       + (f" {sum(c['launches'] for c in totals.values()) / steps:9.1f}"
                          f" {sum(c['syncs'] for c in totals.values()) / steps:6.2f}" if cuda else ""))
-            print(f"batch {batch}: loop / generate ms per step = {rates['loop'] / rates['generate']:.2f}")
+            print(f"\nbatch {batch}, ms/step: " + ", ".join(f"{name} {rate:.2f}" for name, rate in rates.items()))
+            print(f"batch {batch}: loop / generate ms per step = {rates['loop'] / rates['generate']:.2f}; "
+                  f"loop / (generate + recorder) = {rates['loop'] / rates['generate + recorder']:.2f}; "
+                  f"floor (head, argmax, log-prob) / generate = {rates['floor'] / rates['generate']:.2f}")
     return 0
 
 

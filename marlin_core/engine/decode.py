@@ -10,31 +10,38 @@ its weights in ~1 ms). Here:
   ids, mask dropped when there is no padding, ``logits_to_keep=1``), so the first token is ``generate``'s;
 - the caches are allocated once per request (:class:`StepCache`): full-attention keys/values to the request's
   maximum length, the gated-delta-net conv and recurrent states of the prefill, updated in place;
-- each step calls the same decoder layers with those caches (:class:`Stepper`), in eager mode attending over
-  views of exactly the tokens written so far, so the arithmetic is ``generate``'s (greedy tokens equal; tested in
-  float32 and bfloat16 on the tiny checkpoints);
+- each step runs the decoder layers' arithmetic over those caches (:class:`~marlin_core.engine.step.Stepper`:
+  the model's formulas without transformers' per-token overhead, rotary cos/sin tabulated once per request,
+  :class:`EagerStep`), in eager mode attending over views of exactly the tokens written so far, so the arithmetic
+  is ``generate``'s (greedy tokens and log-probs equal; tested in float32 and bfloat16 on the tiny checkpoints);
 - token choice, the log-prob of the chosen token (the confidence recorder, on device) and the end-of-answer
   flag stay on the device; the host reads the flag every step on the CPU (no device to wait for) and, on CUDA,
   every :data:`CHECK_EVERY` steps one check late (:class:`StopFlag`), so it never waits on the GPU.
 
 :mod:`marlin_core.engine.graphs` captures the same step in CUDA graphs. :func:`supported` says when this loop
 reproduces ``generate`` (Qwen3.5-style layers, no logits processors from the checkpoint's generation config);
-otherwise the engine calls ``generate``.
+otherwise the engine calls ``generate``. Slightly over 400 lines: the device loop and the host loop (with its
+blocked argmax) share their result type and token-choice rules here.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CHECK_EVERY", "DecodeResult", "LayerStates", "StepCache", "Stepper", "StopFlag", "decode", "prefill", "supported"]
+from .step import FULL, LINEAR, Stepper, language_parts
+
+__all__ = ["CHECK_EVERY", "DecodeResult", "EagerStep", "LayerStates", "StepCache", "Stepper", "StopFlag", "decode",
+           "host_argmax", "prefill", "supported"]
 
 # Steps between two reads of the end-of-answer flag on CUDA (each read is one step late, so it never stalls the
 # GPU queue); at most ~2x this many steps run after every row ended. The CPU reads it every step.
 CHECK_EVERY = 4
-FULL, LINEAR = "full_attention", "linear_attention"
+# Vocabularies from this size on take the blocked argmax on the CPU (:func:`host_argmax`).
+ARGMAX_BLOCKS_FROM = 16384
 # generation-config fields that make ``generate`` add logits processors or stopping criteria this loop does not
 # reproduce, with their neutral values; a checkpoint that sets another value is decoded by ``generate``.
 NEUTRAL_GENERATION = {
@@ -46,23 +53,6 @@ NEUTRAL_GENERATION = {
     "typical_p": (None, 1.0), "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "min_p": (None,),
     "num_beams": (None, 1), "num_return_sequences": (None, 1), "low_memory": (None,), "penalty_alpha": (None,),
 }
-
-
-def language_parts(model):
-    """``(language model, lm head)`` of a Qwen3.5-style model (the video model, or the text-only one), or None when
-    the layers are not the expected kind."""
-    inner = getattr(model, "model", None)
-    lm, head = getattr(inner, "language_model", inner), getattr(model, "lm_head", None)
-    if lm is None or head is None or not hasattr(lm, "layers") or not hasattr(lm, "rotary_emb"):
-        return None
-    types = list(getattr(lm.config, "layer_types", []) or [])
-    layers = list(lm.layers[: lm.config.num_hidden_layers])
-    if len(types) != len(layers) or not all(
-        (kind == LINEAR and hasattr(layer, "linear_attn")) or (kind == FULL and hasattr(layer, "self_attn"))
-        for kind, layer in zip(types, layers)
-    ):
-        return None
-    return lm, head
 
 
 def supported(model) -> str | None:
@@ -188,7 +178,7 @@ class StepCache(LayerStates):
                 conv[index] = torch.cat([layer.conv_states[0] for layer in layers]) if len(layers) > 1 \
                     else layers[0].conv_states[0]
                 recurrent[index] = torch.cat([layer.recurrent_states[0] for layer in layers]) if len(layers) > 1 \
-                    else layers[0].recurrent_states[0]
+                    else layers[0].recurrent_states[0].contiguous()
                 continue
             first = layers[0].keys
             shape = (sum(rows), first.shape[1], capacity, first.shape[3])
@@ -239,36 +229,39 @@ def _batch_of(cache, layer_types: Sequence[str]) -> int:
     raise ValueError("empty cache")
 
 
-class Stepper:
-    """One decode step of a Qwen3.5-style model: the embedding, every decoder layer, the final norm and the head,
-    called as the model's own ``forward`` calls them for a single new token."""
+class EagerStep:
+    """The eager step of one request: ``step(tokens (batch, 1)) -> float32 logits (batch, vocab)``.
 
-    def __init__(self, model):
-        parts = language_parts(model)
-        if parts is None:
-            raise ValueError(f"{type(model).__name__}: not a Qwen3.5-style model")
-        self.lm, self.head = parts
-        self.layers = list(self.lm.layers[: self.lm.config.num_hidden_layers])
-        self.layer_types = list(self.lm.config.layer_types)
+    Rotary cos/sin are computed once for all the request's steps (where the model's RoPE allows it); the cache
+    advances one column per call. Text positions are kept (advanced in place) only for layers that run through
+    the model's own modules or a RoPE computed per step.
+    """
 
-    def logits(self, tokens: torch.Tensor, positions: torch.Tensor, cache, mask) -> torch.Tensor:
-        """Head output ``(batch, vocab)`` in the model's dtype for ``tokens`` ``(batch, 1)`` at ``positions``
-        ``(4, batch, 1)``; writes the step into ``cache`` (not advanced)."""
-        hidden = self.lm.embed_tokens(tokens)
-        rotary = self.lm.rotary_emb(hidden, positions[1:])
-        for layer, kind in zip(self.layers, self.layer_types):
-            hidden = layer(hidden, position_embeddings=rotary, attention_mask=mask if kind == FULL else None,
-                           position_ids=positions[0], cache=cache, use_cache=True)
-        hidden = self.lm.norm(hidden)
-        return self.head(hidden[:, -1:, :])[:, -1]
+    def __init__(self, stepper: Stepper, cache: StepCache, positions: torch.Tensor, steps: int):
+        """
+        Args:
+            stepper: the model's step.
+            cache: the request's caches (consumed: written and advanced by each call).
+            positions: ``(4, batch, 1)`` position ids of the first generated token (text row, then M-RoPE rows).
+            steps: the most calls this request makes.
+        """
+        self.stepper, self.cache, self.positions = stepper, cache, positions
+        self.table = stepper.request_rotary(positions[1:], steps)
+        self.track = self.table is None or not all(plan.lean for plan in stepper.plans)
+        self.count = 0
 
-    @torch.inference_mode()
-    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: StepCache) -> torch.Tensor:
-        """float32 logits ``(batch, vocab)`` of the next token; advances ``cache`` and ``positions`` (in place)."""
-        logits = self.logits(tokens, positions, cache, cache.attention_mask()).float()
-        cache.advance()
-        positions.add_(1)
-        return logits
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        stepper = self.stepper
+        if self.table is not None:
+            rotary = self.table[self.count]
+        else:
+            rotary = stepper.step_rotary(*stepper.rotary(self.positions[1:]))
+        logits = stepper.logits(tokens, rotary, self.cache, self.cache.attention_mask(), self.positions[0])
+        self.cache.advance()
+        self.count += 1
+        if self.track:
+            self.positions.add_(1)
+        return logits if logits.dtype == torch.float32 else logits.float()
 
 
 class StopFlag:
@@ -330,6 +323,8 @@ def decode(step, first_logits: torch.Tensor, max_new_tokens: int, eos_ids: Seque
         device: where the loop runs (default: the logits').
     """
     device = device or first_logits.device
+    if device.type == "cpu":
+        return _decode_on_host(step, first_logits, max_new_tokens, set(eos_ids), pad_id, warpers)
     batch = first_logits.shape[0]
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
@@ -353,3 +348,64 @@ def decode(step, first_logits: torch.Tensor, max_new_tokens: int, eos_ids: Seque
             break
         logits = step(chosen[:, None])
     return DecodeResult(tokens[:, :steps].cpu(), logprobs[:, :steps].cpu())
+
+
+@functools.lru_cache(maxsize=8)
+def _argmax_block(vocab: int) -> int | None:
+    """The block width :func:`host_argmax` splits a vocabulary into (a divisor of it), or None for small ones."""
+    if vocab < ARGMAX_BLOCKS_FROM:
+        return None
+    return next((width for width in range(2048, 63, -1) if vocab % width == 0), None)
+
+
+def host_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """``torch.argmax(logits, dim=-1)`` (the first maximal index of each row) of host-memory float logits, in two
+    passes: the maximum of each block of the vocabulary (vectorized; PyTorch's CPU argmax is not, and costs
+    ~0.2 ms per row of Marlin's 248,320 tokens), then the argmax inside the first block holding the row's
+    maximum. A row with NaN (which argmax treats as the maximum) takes ``torch.argmax``."""
+    batch, vocab = logits.shape
+    width = _argmax_block(vocab)
+    if width is None:
+        return torch.argmax(logits, dim=-1)
+    blocks = logits.view(batch, vocab // width, width)
+    peaks = blocks.amax(dim=-1)
+    top = peaks.amax(dim=-1, keepdim=True)
+    if bool(torch.isnan(top).any()):
+        return torch.argmax(logits, dim=-1)
+    block = (peaks == top).byte().argmax(dim=-1)
+    inside = blocks[torch.arange(batch), block].argmax(dim=-1)
+    return block * width + inside
+
+
+def _choose(logits: torch.Tensor, warpers) -> torch.Tensor:
+    """``generate``'s token choice: argmax, or a draw from ``softmax(warpers(logits))``."""
+    if warpers is None:
+        return host_argmax(logits)
+    probs = torch.softmax(warpers(None, logits.clone()), dim=-1)
+    return torch.multinomial(probs, num_samples=1).squeeze(1)
+
+
+def _decode_on_host(step, first_logits: torch.Tensor, max_new_tokens: int, eos: set[int], pad_id: int,
+                    warpers) -> DecodeResult:
+    """:func:`decode` where the tensors are in host memory: the chosen ids are read every step (no device to wait
+    for), so the end of each row is tracked in Python and no flag tensors are kept until a row of a batch ends."""
+    batch = first_logits.shape[0]
+    chosen_steps, logprob_steps = [], []
+    ended = [False] * batch
+    finished, pad = None, torch.tensor(pad_id)
+    logits = first_logits
+    while True:
+        chosen = _choose(logits, warpers)
+        if finished is not None:
+            chosen = torch.where(finished, pad, chosen)
+        chosen_steps.append(chosen)
+        logprob_steps.append(torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]))
+        new_ends = [row for row, token in enumerate(chosen.tolist()) if token in eos and not ended[row]]
+        for row in new_ends:
+            ended[row] = True
+        if len(chosen_steps) == max_new_tokens or all(ended):
+            break
+        if new_ends:
+            finished = torch.tensor(ended)
+        logits = step(chosen[:, None])
+    return DecodeResult(torch.stack(chosen_steps, dim=1), torch.cat(logprob_steps, dim=1))

@@ -27,7 +27,8 @@ import logging
 import torch
 
 from ..errors import error_summary
-from .decode import FULL, LINEAR, LayerStates, StepCache, Stepper
+from .decode import FULL, LINEAR, LayerStates, StepCache
+from .step import Stepper
 
 __all__ = ["BUCKETS", "StaticDecoder"]
 
@@ -177,7 +178,9 @@ class StaticDecoder:
         """The captured step: switch on the column to write, run the model, advance the column and positions."""
         view = self.views[bucket]
         view["mask"].index_fill_(-1, self.write_index, True)
-        logits = self.stepper.logits(view["tokens"], view["positions"], view["cache"], view["mask"])
+        positions = view["positions"]
+        rotary = self.stepper.step_rotary(*self.stepper.rotary(positions[1:]))
+        logits = self.stepper.logits(view["tokens"], rotary, view["cache"], view["mask"], positions[0])
         self.write_index.add_(1)
         view["positions"].add_(1)
         view["out"].copy_(logits)

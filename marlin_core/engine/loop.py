@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .decode import FULL, DecodeResult, StepCache, Stepper, decode, prefill, prompt_positions
+from .decode import FULL, DecodeResult, EagerStep, StepCache, Stepper, decode, prefill, prompt_positions
 from .graphs import BUCKETS, StaticDecoder
 
 __all__ = ["DECODE_MODES", "DecodeLoop", "decode_mode", "queries_per_batch"]
@@ -62,8 +62,10 @@ class DecodeLoop:
         self.static = StaticDecoder(self.stepper, pad_id, use_graphs) if use_graphs or mode == "static" else None
 
     def describe(self) -> str:
-        """What decodes: ``"eager loop"``, or the static step's state (CUDA graphs, buckets captured)."""
-        return self.static.describe() if self.static is not None else "eager loop"
+        """What decodes: ``"eager loop"``, or the static step's state (CUDA graphs, buckets captured), and how
+        many layers the lean step runs (e.g. ``"eager loop, lean step (4/4 layers)"``)."""
+        loop = self.static.describe() if self.static is not None else "eager loop"
+        return f"{loop}, {self.stepper.describe()}"
 
     @torch.inference_mode()
     def generate(self, inputs, max_new_tokens: int, warpers=None) -> DecodeResult:
@@ -112,8 +114,7 @@ class DecodeLoop:
                 warpers) -> DecodeResult:
         step = self.static.bind(state, positions) if self.static is not None else None
         if step is None:
-            def step(tokens):
-                return self.stepper(tokens, positions, state)
+            step = EagerStep(self.stepper, state, positions, max_new_tokens)
         return decode(step, logits, max_new_tokens, self.eos_ids, self.pad_id, warpers)
 
 
