@@ -140,6 +140,7 @@ def pytest_configure(config):
         _start_run_database()
     if config.pluginmanager.has_plugin("xdist"):
         config.pluginmanager.register(_GroupIds(), "marlin-xdist-group-ids")
+        config.option.loadscopereorder = False  # keep _chain_rank's order (see pytest_collection_modifyitems)
     config.addinivalue_line("markers", "browser: drives Chromium and an App server (one at a time, one worker)")
     config.addinivalue_line("markers", "heavy: left out of `make test-fast` (set automatically, see conftest)")
     config.addinivalue_line("markers", "xdist_group(name): tests that run on one worker, one after another")
@@ -188,6 +189,21 @@ def pytest_collection_modifyitems(config, items):
         if (item.get_closest_marker("browser") or _HEAVY_FIXTURES & set(item.fixturenames)
                 or _heavy_module(Path(item.fspath), heavy_modules)) and not item.get_closest_marker("heavy"):
             item.add_marker(pytest.mark.heavy)
+    items.sort(key=_chain_rank)
+
+
+# Chains (a group runs one test after another on one worker) are dealt first, longest first: the run ends no
+# sooner than its longest chain, and the single tests dealt afterwards fill the other workers meanwhile. xdist's
+# own reordering (by test count) is turned off in pytest_configure so this order holds.
+_CHAIN_RANKS = (("vllm", 0), ("zygote", 1), ("browser-", 2))
+
+
+def _chain_rank(item) -> int:
+    mark = item.get_closest_marker("xdist_group")
+    if mark is None:
+        return 4
+    name = mark.args[0] if mark.args else mark.kwargs.get("name", "")
+    return next((rank for prefix, rank in _CHAIN_RANKS if name.startswith(prefix)), 3)
 
 
 _DATABASE_READY = False
