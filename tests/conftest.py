@@ -22,8 +22,8 @@ Which tests share a worker (``--dist loadgroup``): tests are dealt one by one, e
 - tests using a session resource that should exist once: grouped by it, added here automatically:
   ``zygote`` (chaos, concurrency), ``vllm_server`` (one vLLM server per run);
 - browser tests (Chromium + an App server): mark them ``@pytest.mark.browser`` (a module importing
-  ``app_browser`` gets it automatically); they run one at a time on one worker so two Chromiums never
-  compete for the 2 cores;
+  ``app_browser`` gets it automatically); each module's run on one worker (its App and Chromium are started
+  once), and two modules may run at once on different workers;
 - ``@pytest.mark.xdist_group("name")`` puts any other tests that must not run at the same time together.
 
 Tiers: ``make test-fast`` runs ``-m "not heavy"``. A test is ``heavy`` (set here) when its module uses FiftyOne
@@ -140,6 +140,7 @@ def pytest_configure(config):
         _start_run_database()
     if config.pluginmanager.has_plugin("xdist"):
         config.pluginmanager.register(_GroupIds(), "marlin-xdist-group-ids")
+        config.option.loadscopereorder = False  # keep _chain_rank's order (see pytest_collection_modifyitems)
     config.addinivalue_line("markers", "browser: drives Chromium and an App server (one at a time, one worker)")
     config.addinivalue_line("markers", "heavy: left out of `make test-fast` (set automatically, see conftest)")
     config.addinivalue_line("markers", "xdist_group(name): tests that run on one worker, one after another")
@@ -168,7 +169,7 @@ def _group(item) -> str | None:
             return fixture
     if item.get_closest_marker("browser") or any(getattr(value, "__module__", None) == "app_browser"
                                                  for value in vars(item.module).values()):
-        return "browser"
+        return f"browser-{item.module.__name__}"
     definitions = getattr(item, "_fixtureinfo", None)
     for defs in (definitions.name2fixturedefs.values() if definitions else ()):
         if any(d.scope == "module" for d in defs):
@@ -181,13 +182,28 @@ def pytest_collection_modifyitems(config, items):
     heavy_modules: dict[Path, bool] = {}
     for item in items:
         group = _group(item)
-        if group == "browser":
+        if group and group.startswith("browser"):
             item.add_marker(pytest.mark.browser)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-        if (group == "browser" or _HEAVY_FIXTURES & set(item.fixturenames)
+        if (item.get_closest_marker("browser") or _HEAVY_FIXTURES & set(item.fixturenames)
                 or _heavy_module(Path(item.fspath), heavy_modules)) and not item.get_closest_marker("heavy"):
             item.add_marker(pytest.mark.heavy)
+    items.sort(key=_chain_rank)
+
+
+# Chains (a group runs one test after another on one worker) are dealt first, longest first: the run ends no
+# sooner than its longest chain, and the single tests dealt afterwards fill the other workers meanwhile. xdist's
+# own reordering (by test count) is turned off in pytest_configure so this order holds.
+_CHAIN_RANKS = (("vllm", 0), ("zygote", 1), ("browser-", 2))
+
+
+def _chain_rank(item) -> int:
+    mark = item.get_closest_marker("xdist_group")
+    if mark is None:
+        return 4
+    name = mark.args[0] if mark.args else mark.kwargs.get("name", "")
+    return next((rank for prefix, rank in _CHAIN_RANKS if name.startswith(prefix)), 3)
 
 
 _DATABASE_READY = False
@@ -366,10 +382,40 @@ def vllm_model_dir(color_videos) -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(vllm_model_dir, tmp_path_factory):
-    """vLLM (from .cache/vllm-venv, scripts/install-vllm.sh) serving ``vllm_model_dir``; ``.model`` is its address."""
-    from vllm_server import start_server
+def marlin_cache_dir(tmp_path_factory) -> Path:
+    """The run's ``MARLIN_CACHE_DIR`` for managed vLLM servers (state files), never the user's ~/.cache/marlin."""
+    return tmp_path_factory.mktemp("marlin-cache")
 
-    server = start_server(vllm_model_dir, tmp_path_factory.mktemp("vllm-server") / "server.log")
-    yield server
-    server.stop()
+
+class _SharedServe:
+    """One ``marlin serve`` of the vLLM-shaped checkpoint for the whole run: a vLLM start costs 35 s (idle) to
+    2 min (busy 2 cores). Started on first use; started again if a test stopped it (the kill test does)."""
+
+    def __init__(self, model_dir: Path, cache_dir: Path, folder: Path):
+        self.model_dir, self.cache_dir, self.folder = model_dir, cache_dir, folder
+        self.server = None
+        self.starts = 0
+
+    def running(self):
+        from vllm_server import MarlinServe
+
+        if self.server is None or self.server.process.poll() is not None:
+            self.starts += 1
+            out = self.folder / f"serve-{self.starts}.txt"
+            self.server = MarlinServe(self.model_dir, out, self.cache_dir).wait_ready()
+        return self.server
+
+
+@pytest.fixture(scope="session")
+def _shared_serve(vllm_model_dir, marlin_cache_dir, tmp_path_factory):
+    shared = _SharedServe(vllm_model_dir, marlin_cache_dir, tmp_path_factory.mktemp("vllm-server"))
+    yield shared
+    if shared.server is not None:
+        shared.server.stop()
+
+
+@pytest.fixture
+def vllm_server(_shared_serve):
+    """The run's ``marlin serve`` (tests/vllm_server.MarlinServe): ``.address`` is its ``openai://`` model,
+    ``.vllm_model`` the ``vllm:`` form (found through ``marlin_cache_dir``)."""
+    return _shared_serve.running()

