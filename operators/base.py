@@ -24,6 +24,7 @@ from .run.runs import RunRecord, latest_outcome
 from .run.validation import check
 from .run.writes import ensure_fields
 from .app import run_errors
+from .app.session import session_colour_scheme
 
 
 class SdkCallable:
@@ -169,7 +170,9 @@ class ModelOperator(SdkCallable, foo.Operator):
             return
         if not ctx.delegated:
             yield ctx.trigger("reload_samples")
-            yield ctx.trigger("set_color_scheme", display.app_colour_scheme(ctx.dataset))
+            colours = display.app_colour_scheme(ctx.dataset.app_config.color_scheme, session_colour_scheme(ctx.dataset))
+            if colours is not None:
+                yield ctx.trigger("set_color_scheme", colours)
             yield ctx.trigger("show_output", {"outputs": self.summary_output(summary).to_json(),
                                                 "results": summary})
             yield ctx.trigger("reload_dataset")

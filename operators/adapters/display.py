@@ -111,11 +111,32 @@ def show_marlin_labels(view, field: str) -> None:
     colour_fields(dataset, predictions=[field], ground_truth=_other_temporal_fields(dataset, {field}))
 
 
-def app_colour_scheme(dataset: fo.Dataset) -> dict:
-    """Params of the App's ``set_color_scheme`` operator for the dataset's field colours.
+def app_colour_scheme(stored: fo.ColorScheme | None, session: fo.ColorScheme | None) -> dict | None:
+    """Params of the App's ``set_color_scheme`` adding the stored field colours its session lacks.
 
-    The App reads a dataset's colour scheme when it loads the dataset; an immediate run triggers
-    ``set_color_scheme`` with these so an open App shows the colours at once.
+    The App takes its colours from the session's scheme, which its server builds from the dataset's
+    stored scheme only when it first loads the dataset: colours stored later (a scheduled run, an SDK
+    caption) are missing from it, even after a page reload. The result keeps every colour of the
+    session (a user's unsaved choices too) and adds the stored ones for fields it does not colour.
+
+    Args:
+        stored: the dataset's ``app_config.color_scheme``.
+        session: the App session's scheme, or None when unknown (then all stored colours are sent).
+
+    Returns:
+        ``{"color_by", "fields"}``, or None when the session already colours every stored field.
     """
-    scheme = dataset.app_config.color_scheme or fo.ColorScheme()
-    return {"color_by": scheme.color_by or "field", "fields": list(scheme.fields or [])}
+    session_fields = [_plain(entry) for entry in (session.fields if session is not None else None) or []]
+    coloured = {entry.get("path") for entry in session_fields}
+    stored_fields = [_plain(entry) for entry in (stored.fields if stored is not None else None) or []]
+    missing = [entry for entry in stored_fields if entry.get("path") and entry["path"] not in coloured]
+    if not missing:
+        return None
+    color_by = (session.color_by if session is not None else None) or (stored.color_by if stored else None)
+    return {"color_by": color_by or "field", "fields": session_fields + missing}
+
+
+def _plain(entry) -> dict:
+    """A colour-scheme field entry as the App takes it: a dict without empty keys."""
+    entry = entry.to_dict() if hasattr(entry, "to_dict") else dict(entry)
+    return {key: value for key, value in entry.items() if value is not None}
