@@ -17,6 +17,7 @@ from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
 from .adapters import display
+from .adapters.seconds import with_seconds_fields
 from .app import forms
 from .run.models import marlin_for, release_marlin
 from .run.processing import Interrupted, run_model
@@ -113,7 +114,7 @@ class ModelOperator(SdkCallable, foo.Operator):
         params = dataclasses.replace(self.parse(ctx), token=forms.read_token(ctx),
                                      api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
         view = ctx.target_view()
-        fields = self.output_fields(params)
+        fields = with_seconds_fields(self.output_fields(params))
         created = [name for name in fields if not ctx.dataset.has_sample_field(name)]
         ensure_fields(ctx.dataset, fields)
         record = RunRecord(view, params.run_key, self.OPERATION, self.settings(params)).start()
