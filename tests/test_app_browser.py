@@ -157,7 +157,7 @@ def test_colours_and_seconds_survive_a_page_reload(page, app_dataset):
     assert colours == {"marlin_events": orange, "marlin_events_seconds": orange, "marlin_find": orange,
                        "marlin_find_seconds": orange, "ground_truth": teal}, colours
     assert re.search(r"\d+\.\d–\d+\.\d s$", red.locator('[data-cy="tag-marlin_events_seconds"]').first.inner_text())
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(3000)  # the tiles' first frames, on a busy machine
     page.screenshot(path=str(DOCS / "app-tiles-seconds.png"))
 
 
