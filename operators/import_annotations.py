@@ -127,8 +127,7 @@ def _write_all_or_nothing(dataset, gt_field: str, labels: dict) -> None:
         else:
             targets.set_field(gt_field, None).save()
         raise
-    finally:
-        sync_seconds(targets, gt_field)  # the spans in seconds on grid tiles, as the field now holds them
+    sync_seconds(targets, gt_field)  # the spans in seconds on grid tiles (untouched when the write failed)
 
 
 def _path_problem(path: str) -> str | None:
