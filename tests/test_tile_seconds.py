@@ -59,6 +59,7 @@ def test_caption_and_find_write_the_spans_in_seconds_beside_their_labels(dataset
     assert colours["marlin_find_seconds"] == colours["marlin_find"]
     active = dataset.app_config.active_fields
     assert active.exclude and {"id", "filepath", "metadata.frame_rate", "marlin_scene"} <= set(active.paths)
+    assert {"sample_id", "support"} <= set(active.paths)  # a clips view's own fields (search's results)
     assert not {"marlin_events", "marlin_events_seconds", "marlin_find", "marlin_find_seconds"} & set(active.paths)
 
 

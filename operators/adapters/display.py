@@ -109,12 +109,17 @@ def set_default_active(dataset: fo.Dataset, *, show=(), hide=()) -> None:
     dataset.save()
 
 
+# Fields FiftyOne adds in clips and frames views (``to_clips``: search's results), unchecked there by default.
+GENERATED_VIEW_FIELDS = ("sample_id", "support", "frame_id", "frame_number")
+
+
 def _unchecked_by_default(dataset: fo.Dataset) -> list[str]:
-    """The sidebar paths FiftyOne leaves unchecked by default (non-label fields and their subfields),
-    less the seconds fields of ``TemporalDetections`` fields, which Marlin shows on tiles."""
+    """The sidebar paths FiftyOne leaves unchecked by default (non-label fields and their subfields, and
+    those of clips and frames views), less the seconds fields of ``TemporalDetections`` fields, which
+    Marlin shows on tiles."""
     seconds = {seconds_field(name) for name in dataset.get_field_schema(embedded_doc_type=fo.TemporalDetections)}
     frames = dataset.get_frame_field_schema() or {}
-    paths = []
+    paths = list(GENERATED_VIEW_FIELDS)
     for prefix, schema in (("", dataset.get_field_schema()), ("frames.", frames)):
         for name, field in schema.items():
             path = prefix + name
