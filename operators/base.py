@@ -25,7 +25,7 @@ from .run.runs import RunRecord, latest_outcome
 from .run.validation import check
 from .run.writes import ensure_fields
 from .app import run_errors
-from .app.session import session_colour_scheme
+from .app.session import missing_colours
 
 
 class SdkCallable:
@@ -171,7 +171,7 @@ class ModelOperator(SdkCallable, foo.Operator):
             return
         if not ctx.delegated:
             yield ctx.trigger("reload_samples")
-            colours = display.app_colour_scheme(ctx.dataset.app_config.color_scheme, session_colour_scheme(ctx.dataset))
+            colours = missing_colours(ctx.dataset)
             if colours is not None:
                 yield ctx.trigger("set_color_scheme", colours)
             yield ctx.trigger("show_output", {"outputs": self.summary_output(summary).to_json(),

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import fiftyone.operators as foo
 
-from .adapters import display
-from .app.session import session_colour_scheme
+from .app.session import missing_colours
 
 __all__ = ["RestoreColours"]
 
@@ -27,7 +26,7 @@ class RestoreColours(foo.Operator):
         if ctx.dataset is None:
             return {"restored": []}
         ctx.dataset.reload()  # this process may hold the dataset from before another process stored colours
-        params = display.app_colour_scheme(ctx.dataset.app_config.color_scheme, session_colour_scheme(ctx.dataset))
+        params = missing_colours(ctx.dataset)
         if params is None:
             return {"restored": []}
         ctx.trigger("set_color_scheme", params)

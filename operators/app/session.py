@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import fiftyone as fo
 
-__all__ = ["session_colour_scheme"]
+from ..adapters.display import app_colour_scheme
+
+__all__ = ["session_colour_scheme", "missing_colours"]
 
 
 def session_colour_scheme(dataset: fo.Dataset) -> fo.ColorScheme | None:
@@ -23,3 +25,8 @@ def session_colour_scheme(dataset: fo.Dataset) -> fo.ColorScheme | None:
     if state.dataset is None or state.dataset.name != dataset.name:
         return None
     return state.color_scheme
+
+
+def missing_colours(dataset: fo.Dataset) -> dict | None:
+    """``set_color_scheme`` params adding the dataset's stored colours the App session lacks (None: none missing)."""
+    return app_colour_scheme(dataset.app_config.color_scheme, session_colour_scheme(dataset))
