@@ -92,7 +92,8 @@ def set_default_active(dataset: fo.Dataset, *, show=(), hide=()) -> None:
         return
     active = dataset.app_config.active_fields
     if active is not None and active.paths and not active.exclude:
-        paths = [path for path in active.paths if path not in hide] + [name for name in show if name not in active.paths]
+        paths = [path for path in active.paths if path not in hide]
+        paths += [name for name in show if name not in active.paths]
         exclude = False
     else:
         before = list(active.paths) if active is not None and active.paths else []
