@@ -1,6 +1,7 @@
 """The plugin's operators and panels: thin FiftyOne glue over :mod:`marlin_core`, one module each."""
 
 from .caption import CaptionVideos
+from .colours import RestoreColours
 from .evaluate import EvaluateMarlin
 from .export_annotations import ExportAnnotations
 from .find import FindEvents
@@ -12,4 +13,4 @@ from .runs_panel import MarlinRunsPanel
 from .search import SearchLibrary
 
 OPERATORS = [CaptionVideos, FindEvents, EvaluateMarlin, ImportAnnotations, ReviewErrors, ExportAnnotations,
-             OpenView, SearchLibrary, ReviewPanel, MarlinRunsPanel]
+             OpenView, SearchLibrary, ReviewPanel, MarlinRunsPanel, RestoreColours]

@@ -17,6 +17,7 @@ from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
 from .adapters import display
+from .adapters.seconds import with_seconds_fields
 from .app import forms
 from .run.models import marlin_for, release_marlin
 from .run.processing import Interrupted, run_model
@@ -24,6 +25,7 @@ from .run.runs import RunRecord, latest_outcome
 from .run.validation import check
 from .run.writes import ensure_fields
 from .app import run_errors
+from .app.session import missing_colours
 
 # the plugin's one JavaScript operator (fiftyone.yml js_bundle): shows the open modal's sample as stored now
 REFRESH_MODAL_SAMPLE = "@marlin/marlin/refresh_modal_sample"
@@ -115,7 +117,7 @@ class ModelOperator(SdkCallable, foo.Operator):
         params = dataclasses.replace(self.parse(ctx), token=forms.read_token(ctx),
                                      api_key=ctx.secrets.get("MARLIN_API_KEY") or None)
         view = ctx.target_view()
-        fields = self.output_fields(params)
+        fields = with_seconds_fields(self.output_fields(params))
         created = [name for name in fields if not ctx.dataset.has_sample_field(name)]
         ensure_fields(ctx.dataset, fields)
         record = RunRecord(view, params.run_key, self.OPERATION, self.settings(params)).start()
@@ -172,7 +174,9 @@ class ModelOperator(SdkCallable, foo.Operator):
             return
         if not ctx.delegated:
             yield ctx.trigger("reload_samples")
-            yield ctx.trigger("set_color_scheme", display.app_colour_scheme(ctx.dataset))
+            colours = missing_colours(ctx.dataset)
+            if colours is not None:
+                yield ctx.trigger("set_color_scheme", colours)
             yield ctx.trigger("show_output", {"outputs": self.summary_output(summary).to_json(),
                                                 "results": summary})
             yield ctx.trigger("reload_dataset")

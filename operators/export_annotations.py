@@ -39,6 +39,7 @@ def view_annotations(view, field: str) -> tuple[dict[str, VideoAnnotation], int]
         ValueError: the field is missing or not ``TemporalDetections``, two samples share a video id,
             or a sample's video metadata cannot be read (each names the field or the files).
     """
+    view = videos_of(view)
     schema_field = view.get_field(field) if view.has_sample_field(field) else None
     if getattr(schema_field, "document_type", None) is not fo.TemporalDetections:
         raise ValueError(f"'{field}' is not a TemporalDetections field of this dataset")
@@ -57,6 +58,19 @@ def view_annotations(view, field: str) -> tuple[dict[str, VideoAnnotation], int]
                     for detection in sample[field].detections]
         annotations[video_id] = VideoAnnotation(video_id, sample.metadata.duration, segments)
     return annotations, skipped
+
+
+def videos_of(view):
+    """The videos behind ``view``: a clips view (search's results) maps to its source videos, in order.
+
+    A clips view holds one clip per moment and drops the source's other ``TemporalDetections``
+    fields, so exporting ``marlin_events`` from it (the App's current view after a search) said the
+    field "is not a TemporalDetections field"; the videos those clips come from hold it.
+    """
+    if not getattr(view, "_is_clips", False):
+        return view
+    sample_ids = list(dict.fromkeys(str(sample_id) for sample_id in view.values("sample_id")))
+    return view._source_collection.select(sample_ids, ordered=True)
 
 
 def export_annotations(view, field: str, path: str, fmt: str, overwrite: bool = False) -> dict:

@@ -20,7 +20,9 @@ import fiftyone.operators.types as types
 
 from marlin_core.formats.annotations import LOADERS, load_annotations, segments_past_duration
 
+from .adapters.display import colour_fields, seconds_field, set_default_active
 from .adapters.labels import segments_to_detections
+from .adapters.seconds import sync_seconds
 from .base import SdkCallable
 
 FORMAT_LABELS = {
@@ -101,6 +103,8 @@ def import_annotations(view, path: str, fmt: str, gt_field: str = DEFAULT_FIELD,
                                 "a sample can hold; split its segments or shorten their sentences")
     if labels:
         _write_all_or_nothing(view._dataset, gt_field, labels)
+        colour_fields(view._dataset, ground_truth=[gt_field])  # its tiles' spans in seconds too
+        set_default_active(view._dataset, show=[seconds_field(gt_field)])
     matched_ids = sorted({Path(p).stem for p in matched.values("filepath")})
     unmatched_ids = sorted(set(annotations) - set(matched_ids))
     warnings.extend(f"cannot read video metadata of {p}: not imported" for p in unreadable)
@@ -123,6 +127,7 @@ def _write_all_or_nothing(dataset, gt_field: str, labels: dict) -> None:
         else:
             targets.set_field(gt_field, None).save()
         raise
+    sync_seconds(targets, gt_field)  # the spans in seconds on grid tiles (untouched when the write failed)
 
 
 def _path_problem(path: str) -> str | None:

@@ -32,6 +32,7 @@ from marlin_core.search.text_embedding import load_text_encoder
 from .app import forms, placements, run_errors
 from .base import SdkCallable
 from .adapters.display import show_marlin_labels
+from .adapters.seconds import with_seconds_fields
 from .run.models import marlin_for, release_marlin
 from .open_view import view_buttons
 from .run.params import SAMPLING_PARAMS, ModelParams
@@ -284,8 +285,9 @@ class SearchLibrary(SdkCallable, foo.Operator):
         else:
             asked = queries_by_video(select_candidates(queries, index, ranker, search.top_k))
 
-        ensure_fields(dataset, {field: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
-                                params["error_field"]: dict(ftype=fo.StringField)})
+        ensure_fields(dataset, with_seconds_fields({
+            field: dict(ftype=fo.EmbeddedDocumentField, embedded_doc_type=fo.TemporalDetections),
+            params["error_field"]: dict(ftype=fo.StringField)}))
         earlier = set(samples_with_search(view, field, name))
         run_id = uuid.uuid4().hex
         writer = MomentWriter(name, run_id, field, params["error_field"], search.threshold,

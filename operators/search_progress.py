@@ -12,6 +12,7 @@ from fiftyone.operators.executor import ExecutionResult
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
 from .app import run_errors
+from .app.session import missing_colours
 
 
 def drain(steps: Iterator, report: Callable) -> dict:
@@ -37,5 +38,8 @@ def app_events(ctx, steps: Iterator, title: str, finish: Callable[[dict], Iterat
     except Exception as error:  # noqa: BLE001 - shown in the App, which is the only one listening
         yield from run_errors.failure_events(ctx, title, error)
         return
+    colours = missing_colours(ctx.dataset)  # the search field's colour in the open App at once
+    if colours is not None:
+        yield ctx.trigger("set_color_scheme", colours)
     yield from finish(summary)
     yield GeneratedMessage(MessageType.SUCCESS, cls=ExecutionResult, body=ExecutionResult(result=summary))

@@ -1,7 +1,8 @@
 """The App workflow in a real browser: Debian's Chromium driven by Playwright against a real App server,
 a real delegated worker and the tiny trained checkpoint. The tests run in order on one dataset and
-one page, as a user would: find on a selected sample, a scheduled caption, evaluate and its views,
-and a screenshot of the modal with the events for the README (docs/app-modal-events.png).
+one page, as a user would: find on a selected sample, a scheduled caption, a page reload (Marlin's
+colours and the events' seconds on tiles still there), evaluate and its views, and a screenshot of
+the modal with the events for the README (docs/app-modal-events.png).
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def test_find_on_a_selected_sample_shows_its_label_without_a_reload(page, traine
     chip = tile(page, "red").locator('[data-cy="tag-marlin_find"]')
     chip.wait_for()
     assert TRAINED_TARGETS["red"]["find"]["query"] in chip.get_attribute("title")
+    # the App writes the span in frames ("[1, 20]"); the seconds field beside it shows it in seconds
+    seconds = tile(page, "red").locator('[data-cy="tag-marlin_find_seconds"]').first
+    seconds.wait_for()
+    assert re.fullmatch(re.escape(TRAINED_TARGETS["red"]["find"]["query"]) + r" \d+\.\d–\d+\.\d s",
+                        seconds.inner_text()), seconds.inner_text()
 
 
 def test_a_multi_video_run_shows_its_progress(page, trained_model_dir):
@@ -137,9 +143,25 @@ def test_schedule_is_available_and_a_worker_completes_the_run(page, app_dataset,
     assert len(app_dataset.exists("marlin_events")) == 2
 
 
-def test_evaluate_shows_the_metrics_table_and_opens_a_saved_view(page, app_dataset):
+def test_colours_and_seconds_survive_a_page_reload(page, app_dataset):
+    """The scheduled caption's worker stored marlin_events' colour after the page loaded: the App's session
+    lacked it, and before restore_colours a reload showed the App's default colours."""
     page.reload()
     dismiss_popups(page)
+    red = tile(page, "red")
+    red.locator('[data-cy="tag-marlin_events_seconds"]').first.wait_for()
+    colours = {field: red.locator(f'[data-cy="tag-{field}"]').first.evaluate(
+        "e => getComputedStyle(e).backgroundColor") for field in
+        ("marlin_events", "marlin_events_seconds", "marlin_find", "marlin_find_seconds", "ground_truth")}
+    orange, teal = "rgb(255, 109, 4)", "rgb(0, 179, 161)"
+    assert colours == {"marlin_events": orange, "marlin_events_seconds": orange, "marlin_find": orange,
+                       "marlin_find_seconds": orange, "ground_truth": teal}, colours
+    assert re.search(r"\d+\.\d–\d+\.\d s$", red.locator('[data-cy="tag-marlin_events_seconds"]').first.inner_text())
+    page.wait_for_timeout(3000)  # the tiles' first frames, on a busy machine
+    page.screenshot(path=str(DOCS / "app-tiles-seconds.png"))
+
+
+def test_evaluate_shows_the_metrics_table_and_opens_a_saved_view(page, app_dataset):
     dialog = open_form_without_model(page, EVALUATE)
     dialog.get_by_text("grounding", exact=True).click()
     choose(page, dialog, "Predictions", "marlin_find")

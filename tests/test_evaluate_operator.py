@@ -172,6 +172,9 @@ def test_the_evaluation_copies_are_unchecked_in_the_sidebar(eval_dataset):
     active = eval_dataset.app_config.active_fields
     assert active.exclude is True and {"ev_predictions", "ev_ground_truth"} <= set(active.paths)
     assert "marlin_events" not in active.paths and "ground_truth" not in active.paths
+    # an exclusion list checks every path it does not name: the evaluation's counts and IoU, ids, file paths and
+    # metadata stay unchecked as FiftyOne leaves them
+    assert {"ev_tp", "ev_fp", "ev_fn", "ev_iou", "id", "filepath", "metadata.duration"} <= set(active.paths)
 
 
 def test_one_explained_metrics_table_with_samples_without_ground_truth(eval_dataset, ten_second_videos):

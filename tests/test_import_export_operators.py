@@ -245,3 +245,32 @@ def test_an_export_from_the_app_is_offered_as_a_browser_download(ten_second_vide
                     if r["operator_uri"] == "browser_download"]
     finally:
         dataset.delete()
+
+
+def test_an_export_from_search_clips_exports_the_videos_behind_them(dataset, ten_second_videos, tmp_path):
+    """After a search the App's current view is a clips view, which drops the videos' other temporal fields;
+    exporting ``marlin_events`` from it once failed with "not a TemporalDetections field"."""
+    dataset.add_samples([fo.Sample(filepath=str(p)) for p in ten_second_videos])
+    dataset.compute_metadata()
+    for sample, label in zip(dataset.sort_by("filepath"), ("a person waves", "a dog runs")):
+        sample["marlin_events"] = fo.TemporalDetections(detections=[
+            fo.TemporalDetection.from_timestamps([1.0, 2.0], label=label, sample=sample)])
+        sample.save()
+    first = dataset.sort_by("filepath").first()
+    first["marlin_search"] = fo.TemporalDetections(detections=[
+        fo.TemporalDetection.from_timestamps([1.0, 2.0], label="waving", sample=first),
+        fo.TemporalDetection.from_timestamps([4.0, 5.0], label="waving", sample=first)])
+    first.save()
+    clips = dataset.to_clips("marlin_search")
+    assert not clips.has_sample_field("marlin_events") and len(clips) == 2
+    out = tmp_path / "from-clips.json"
+    result = foo.execute_operator(EXPORT, dict(dataset=dataset, view=clips, params=dict(
+        field="marlin_events", path=str(out), format="activitynet")))
+    result.raise_exceptions()
+    assert result.result["videos"] == 1 and result.result["segments"] == 1
+    assert json.loads(out.read_text())["vid_a"]["sentences"] == ["a person waves"]
+    # the search field itself exports as the videos' TemporalDetections, not the clips' Classifications
+    searched = foo.execute_operator(EXPORT, dict(dataset=dataset, view=clips, params=dict(
+        field="marlin_search", path=str(tmp_path / "search.json"), format="activitynet")))
+    searched.raise_exceptions()
+    assert searched.result["segments"] == 2

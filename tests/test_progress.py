@@ -97,9 +97,11 @@ def test_search_from_the_app_streams_its_stages_then_opens_its_clips(dataset, co
     assert any(label.startswith("2/2 videos searched: ") and label.endswith("02-red.mp4") for label in labels)
     assert [p["progress"] for p in progress] == sorted(p["progress"] for p in progress)
     assert progress[-1]["progress"] == 1.0
-    # then the summary, the dataset reloaded and the ranked clips opened, in that order
+    # then the search field's colour, the summary, the dataset reloaded and the ranked clips opened, in that order
     tail = [uri for uri in triggered if uri not in (None, "set_progress")]
-    assert tail == ["show_output", "reload_dataset", "set_view"], triggered
+    assert tail == ["set_color_scheme", "show_output", "reload_dataset", "set_view"], triggered
+    (colours,) = [m.body.params for m in messages if getattr(m.body, "operator_uri", None) == "set_color_scheme"]
+    assert {"path": "marlin_search", "fieldColor": "#ff6d04"} in colours["fields"], colours
     final = messages[-1]
     assert final.cls is ExecutionResult
     summary = final.body.result

@@ -178,6 +178,7 @@ def evaluate(view, pred_field: str, gt_field: str, *, mode: str = "events", eval
     rows = _per_sample_ious(view, pred_field, gt_field, mode)
     iou_field = f"{eval_key}_iou"
     view.set_values(iou_field, {sample_id: row[2] for sample_id, row in rows.items()}, key_field="id")
+    hide_in_sidebar(dataset, [pred_field, gt_field])  # again: the counts and IoU fields stay unchecked too
 
     report = results.metrics()
     metrics = {

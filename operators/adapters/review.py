@@ -27,7 +27,9 @@ from fiftyone import ViewField as F
 
 from marlin_core import review_edits as edits
 
+from .display import set_default_active
 from .labels import _detection, detection_span_s
+from .seconds import ensure_seconds_field, seconds_field, span_texts
 
 REVIEWED_TAG = "marlin_reviewed"
 REVIEWED_SUFFIX = "_reviewed"
@@ -257,6 +259,10 @@ class SampleReview:
             review_of=self.events_field, rejected=self.rejected)
         if not self.pending() and REVIEWED_TAG not in self.sample.tags:
             self.sample.tags.append(REVIEWED_TAG)
+        if ensure_seconds_field(self.sample._dataset, self.reviewed_field):  # the spans in seconds on grid tiles
+            self.sample[seconds_field(self.reviewed_field)] = span_texts(self.sample[self.reviewed_field],
+                                                                         self.sample.metadata)
+            set_default_active(self.sample._dataset, show=[seconds_field(self.reviewed_field)])
         self.sample.save()
         return key
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 import fiftyone as fo
 from bson import ObjectId
 
+from ..adapters.seconds import seconds_updates
+
 __all__ = ["WriteConflictError", "ensure_fields", "update_sample"]
 
 # Two processes writing the same sample retry a handful of times at most; far more means a bug.
@@ -72,9 +74,12 @@ def update_sample(dataset: fo.Dataset, sample_id: str, change: Callable[[fo.Samp
         raw = collection.find_one({"_id": oid})
         if raw is None:
             return False
-        updates = change(_snapshot(dataset, raw))
+        snapshot = _snapshot(dataset, raw)
+        updates = change(snapshot)
         if not updates:
             return False
+        # the events' seconds texts for grid tiles change in the same write as the labels they show
+        updates = {**updates, **seconds_updates(dataset, updates, snapshot)}
         condition = {"_id": oid}
         for field in updates:
             condition[field] = raw[field] if field in raw else None
