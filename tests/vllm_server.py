@@ -18,9 +18,6 @@ from mongod import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".cache" / "vllm-venv" / "bin" / "python"
-# On CPU vLLM reserves this fraction of RAM for its KV cache (default 0.2: 4.8 GiB here, resident). The tiny
-# checkpoint needs a few MiB, and the suite runs beside other servers, Chromium and its workers.
-KV_MEMORY = ["--gpu-memory-utilization", "0.05"]
 
 
 def free_port() -> int:
