@@ -43,7 +43,7 @@ class MarlinServe:
         env = dict(os.environ, MARLIN_CACHE_DIR=str(cache_dir))
         with open(out, "w") as handle:
             self.process = subprocess.Popen([sys.executable, "-m", "marlin_core", "serve", str(model_dir),
-                                             "--port", str(self.port), *KV_MEMORY], cwd=REPO, text=True, stdout=handle,
+                                             "--port", str(self.port)], cwd=REPO, text=True, stdout=handle,
                                             stderr=subprocess.STDOUT, env=env,
                                             preexec_fn=die_with_parent)  # it stops vLLM on SIGTERM
 
