@@ -23,7 +23,8 @@ RED_QUERY = TRAINED_TARGETS["red"]["find"]["query"]
 QUERIES = [RED_QUERY, "red fades"]
 # Fields a Marlin run may write on a sample; everything else on a sample belongs to the user.
 MARLIN_FIELDS = {"marlin_events", "marlin_scene", "marlin_caption", "marlin_error", "marlin_events_partial",
-                 "marlin_find", "marlin_find_not_found", "marlin_find_partial", "metadata", "last_modified_at"}
+                 "marlin_find", "marlin_find_not_found", "marlin_find_partial", "metadata", "last_modified_at",
+                 "marlin_events_seconds", "marlin_find_seconds"}  # the tiles' texts, derived from the labels
 
 
 def make_dataset(color_videos, broken, folder, clips: int = 6) -> tuple[fo.Dataset, dict[str, str]]:
