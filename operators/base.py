@@ -160,17 +160,9 @@ class ModelOperator(SdkCallable, foo.Operator):
         A failure reaches the App as the operator's error (its red box) with the run's one-line reason;
         SDK callers get the exception itself.
         """
-        progress = None
-        try:
-            while True:
-                progress = next(steps)
-                yield ctx.trigger("set_progress", dict(progress=progress.fraction, label=progress.label))
-        except StopIteration as stop:
-            summary = stop.value
-        except Exception as error:  # noqa: BLE001 - reported to the App, re-raised for everyone else
-            if not run_errors.streamed_to_app(ctx):
-                raise
-            yield from run_errors.failure_events(ctx, self.config.label, error)
+        finished, summary = yield from run_errors.progress_events(ctx, steps, self.config.label,
+                                                                  raise_outside_app=True)
+        if not finished:
             return
         if not ctx.delegated:
             yield ctx.trigger("reload_samples")

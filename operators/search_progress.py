@@ -29,14 +29,8 @@ def app_events(ctx, steps: Iterator, title: str, finish: Callable[[dict], Iterat
 
     A failure reaches the App as the operator's red error box with the run's one-line reason.
     """
-    try:
-        while True:
-            progress = next(steps)
-            yield ctx.trigger("set_progress", dict(progress=progress.fraction, label=progress.label))
-    except StopIteration as stop:
-        summary = stop.value
-    except Exception as error:  # noqa: BLE001 - shown in the App, which is the only one listening
-        yield from run_errors.failure_events(ctx, title, error)
+    finished, summary = yield from run_errors.progress_events(ctx, steps, title)
+    if not finished:
         return
     colours = missing_colours(ctx.dataset)  # the search field's colour in the open App at once
     if colours is not None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import fiftyone.operators.types as types
 from fiftyone.operators.message import GeneratedMessage, MessageType
 
-__all__ = ["ErrorMessage", "drop_unused_fields_on_failure", "error_output", "one_line", "record_extras", "streamed_to_app"]
+__all__ = ["ErrorMessage", "drop_unused_fields_on_failure", "error_output", "one_line", "progress_events",
+           "record_extras", "streamed_to_app"]
 
 # Parameters never copied into a run record.
 SECRET_PARAMS = frozenset({"token", "api_key", "hf_token"})
@@ -50,6 +51,25 @@ def one_line(error: BaseException) -> str:
     """``Type: message`` on one line (the first line of the message)."""
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def progress_events(ctx, steps, title: str, *, raise_outside_app: bool = False):
+    """An immediate run's steps as ``set_progress`` events (``yield from`` it); its value is ``(True, summary)``
+    when the steps finish, ``(False, None)`` once a failure's App messages are sent (:func:`failure_events`).
+
+    ``raise_outside_app``: re-raise the failure when no App listens (an SDK ``execute_operator`` call).
+    """
+    try:
+        while True:
+            progress = next(steps)
+            yield ctx.trigger("set_progress", dict(progress=progress.fraction, label=progress.label))
+    except StopIteration as stop:
+        return True, stop.value
+    except Exception as error:  # noqa: BLE001 - shown in the App; re-raised for SDK callers when asked
+        if raise_outside_app and not streamed_to_app(ctx):
+            raise
+        yield from failure_events(ctx, title, error)
+        return False, None
 
 
 def streamed_to_app(ctx) -> bool:
