@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {
     # marlin_core: the foundation modules, then the capabilities, the engine, serving, the CLI.
     "marlin_core.errors": 0, "marlin_core.defaults": 0, "marlin_core.contract": 0, "marlin_core.sanitize": 0,
-    "marlin_core.queries": 0, "marlin_core.metrics": 0, "marlin_core.review_edits": 0, "marlin_core.windows": 0, "marlin_core.prefetch": 0,
+    "marlin_core.queries": 0, "marlin_core.metrics": 0, "marlin_core.review_edits": 0, "marlin_core.windows": 0, "marlin_core.processes": 0, "marlin_core.prefetch": 0,
     "marlin_core.video": 1, "marlin_core.formats": 1, "marlin_core.search": 1,
     "marlin_core.engine": 2,
     "marlin_core.serving": 3,

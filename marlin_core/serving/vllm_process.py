@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MarlinError
+from ..processes import process_alive
 
 __all__ = ["SERVED_NAME", "ServeOptions", "ServerStartError", "VllmInstall", "VllmNotInstalledError",
            "find_vllm", "last_error_line", "port_problem", "process_alive", "start", "stop_group", "wait_ready"]
@@ -207,23 +208,6 @@ def wait_ready(process: subprocess.Popen, url: str, model: str, log_path: Path, 
     stop_group(process.pid)
     raise ServerStartError(f"vLLM did not answer at {url} within {timeout_s:g} s for {model}: "
                            f"{last_error_line(log_path) or 'no error in its log'} (log {log_path})")
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie child of this process counts as ended)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: ask the kernel
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stop_group(pid: int, grace_s: float = 30.0) -> None:

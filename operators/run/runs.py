@@ -31,6 +31,8 @@ import fiftyone as fo
 import fiftyone.core.odm as foo_odm
 from bson import ObjectId
 
+from marlin_core.processes import process_alive
+
 __all__ = [
     "HEARTBEAT_STALE_S", "RunRecord", "latest_outcome", "mark_interrupted", "package_versions", "run_history", "settings_fingerprint",
 ]
@@ -72,21 +74,11 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_dead(record: dict) -> bool:
     if record.get("host") == socket.gethostname() and record.get("pid"):
         if record["pid"] == os.getpid():
             return False
-        return not _process_alive(record["pid"])
+        return not process_alive(record["pid"])
     heartbeat = record.get("heartbeat_at") or record.get("started_at")
     return heartbeat is None or (_now() - heartbeat).total_seconds() > HEARTBEAT_STALE_S
 
