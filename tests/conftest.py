@@ -37,6 +37,7 @@ session/module clip fixtures).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -123,16 +124,14 @@ def _start_run_database() -> None:
         return
     assert "fiftyone" not in sys.modules, "FiftyOne was imported before the test database's address was set"
     _RUN_DATABASE = mongod.start(executable)
+    # Stopped at exit, after FiftyOne's own exit handlers (registered later, so run earlier): stopped any sooner, a
+    # run in this process (``-n 0``) waited 30 s at the end for FiftyOne's exit-time cleanup to give up connecting.
+    atexit.register(_RUN_DATABASE.stop)
     os.environ["FIFTYONE_DATABASE_URI"] = _RUN_DATABASE.uri
     os.environ[mongod.SERVED_BY_ENV] = "1"
     # FiftyOne's own bundled mongod on a fresh folder: its version check passes but warns on stdout that 6.0 is
     # "the oldest supported major version", which would land in every CLI's --json output.
     os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
-
-
-def pytest_unconfigure(config):
-    if _RUN_DATABASE is not None:
-        _RUN_DATABASE.stop()
 
 
 def pytest_configure(config):
@@ -149,7 +148,7 @@ def pytest_configure(config):
 # Session resources that exist once per run: their tests share one worker.
 _GROUPED_FIXTURES = ("zygote", "vllm_server")
 _HEAVY_FIXTURES = {"trained_model_dir", "random_model_dir", "trained_marlin", "random_marlin", "vllm_model_dir",
-                   "dataset", "plugins_dir", *_GROUPED_FIXTURES}
+                   "dataset", "plugins_dir", "cli", *_GROUPED_FIXTURES}
 _HEAVY_SOURCE = re.compile(r"^\s*(import|from) (fiftyone|subprocess|app_browser|zygote|vllm_server)\b", re.M)
 
 
@@ -361,6 +360,17 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # --- chaos and concurrency tests: one process with everything loaded, forking a child per run ---
+
+
+@pytest.fixture(scope="session")
+def cli(tmp_path_factory):
+    """``cli("caption", video, ...)`` -> ``CompletedProcess``: the command line in a process of its own, forked from
+    one that has already imported torch, torchcodec and transformers (tests/cli_fork.py says what it shares)."""
+    from cli_fork import CliFork
+
+    server = CliFork(dict(os.environ, PYTHONPATH=str(REPO)), tmp_path_factory.mktemp("cli-runs"))
+    yield server.run
+    server.close()
 
 
 @pytest.fixture(scope="session")

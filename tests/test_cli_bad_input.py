@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 
-from test_cli import cli
 from tiny_model import make_color_video
 
 EXIT_BAD_INPUT = 2
@@ -49,7 +48,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_is_one_line_and_exit_code(name, trained_model_dir, color_videos, broken, pickle_checkpoint,
+def test_bad_input_is_one_line_and_exit_code(name, cli, trained_model_dir, color_videos, broken, pickle_checkpoint,
                                              tmp_path):
     places = dict(red=color_videos["red"], pickle=pickle_checkpoint, nowhere=tmp_path / "nowhere",
                   one_frame=broken["one_frame"], missing=broken["missing"], directory=broken["directory"],
@@ -66,7 +65,7 @@ def test_bad_input_is_one_line_and_exit_code(name, trained_model_dir, color_vide
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
-def test_times_are_clamped_to_the_video(trained_model_dir, tmp_path):
+def test_times_are_clamped_to_the_video(cli, trained_model_dir, tmp_path):
     """The tiny model answers for its 3 s training clip; on a 1 s red clip its times are cut at 1 s."""
     short = make_color_video(tmp_path / "short-red.mp4", "red", seconds=1.0)
     done = cli("caption", short, "--model", trained_model_dir, "--json")
