@@ -44,9 +44,10 @@ def test_caption_human_readable(cli, trained_model_dir, color_videos):
     assert "<0.0 - 1.5> Red light." in done.stdout
 
 
-def test_quiet_leaves_stderr_empty(trained_model_dir, color_videos):
-    """No loading bar, no kernel notes: a script reading stderr sees only Marlin's error lines."""
-    loud = fresh_cli("find", color_videos["red"], "red light", "--model", trained_model_dir, "--json")
+def test_quiet_leaves_stderr_empty(cli, trained_model_dir, color_videos):
+    """No loading bar, no kernel notes: a script reading stderr sees only Marlin's error lines (the quiet run in a
+    new interpreter, so what imports print is seen too)."""
+    loud = cli("find", color_videos["red"], "red light", "--model", trained_model_dir, "--json")
     quiet = fresh_cli("find", color_videos["red"], "red light", "--model", trained_model_dir, "--json", "--quiet")
     assert loud.returncode == quiet.returncode == 0, quiet.stderr
     assert "Loading weights" in loud.stderr, "the check below would prove nothing if nothing were printed"
