@@ -59,10 +59,6 @@ if _WORKER and not _DATABASE.endswith(f"-{_WORKER}"):  # a nested pytest inherit
     _DATABASE = f"{_DATABASE}-{_WORKER}"
 os.environ["FIFTYONE_DATABASE_NAME"] = _DATABASE
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-# One OpenMP thread in every process the tests start (CLI runs, App servers, delegated workers, measurement
-# children), as in the workers below: with three workers on two cores, a process with two threads keeps
-# waiting on a thread that is not running.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 _PLUGINS_DIR = Path(tempfile.mkdtemp(prefix="marlin-plugins-"))
 (_PLUGINS_DIR / "fiftyone-marlin").symlink_to(REPO)
 os.environ["FIFTYONE_PLUGINS_DIR"] = str(_PLUGINS_DIR)
