@@ -42,8 +42,8 @@ def _child(request: dict) -> None:
 
         sys.argv = ["marlin_core", *request["argv"]]
         code = main(request["argv"])
-    except SystemExit as stop:  # argparse's own exits (--help, a bad choice)
-        code = stop.code if isinstance(stop.code, int) else 1
+    except SystemExit as stop:  # argparse's own exits (--help: 0, a bad choice: 2), as the interpreter maps them
+        code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
     except BaseException:  # noqa: BLE001 - shown on the child's stderr, as an uncaught error would be
         import traceback
 
@@ -96,11 +96,9 @@ class CliFork:
         assert self._reply() == {"ready": True}
 
     def _reply(self) -> dict:
-        """The next JSON line (an import may print notices on stdout before it)."""
-        for line in self.process.stdout:
-            if line.startswith("{"):
-                return json.loads(line)
-        raise RuntimeError(f"the CLI fork server ended (exit code {self.process.wait()})")
+        from zygote import read_reply  # the zygote's protocol reader: the same JSON lines
+
+        return read_reply(self.process, "the CLI fork server")
 
     def run(self, *args, timeout: float = 300) -> subprocess.CompletedProcess:
         self.count += 1

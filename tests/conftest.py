@@ -359,7 +359,7 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_PLUGINS_DIR, ignore_errors=True)
 
 
-# --- chaos and concurrency tests: one process with everything loaded, forking a child per run ---
+# --- the command line: runs forked from one process with torch, torchcodec and transformers imported ---
 
 
 @pytest.fixture(scope="session")
@@ -371,6 +371,9 @@ def cli(tmp_path_factory):
     server = CliFork(dict(os.environ, PYTHONPATH=str(REPO)), tmp_path_factory.mktemp("cli-runs"))
     yield server.run
     server.close()
+
+
+# --- chaos and concurrency tests: one process with everything loaded, forking a child per run ---
 
 
 @pytest.fixture(scope="session")

@@ -83,11 +83,7 @@ class Zygote:
         assert self._reply() == {"ready": True}
 
     def _reply(self) -> dict:
-        """The next JSON line (FiftyOne may print notices on stdout before it)."""
-        for line in self.process.stdout:
-            if "{" in line:
-                return json.loads(line[line.index("{"):])
-        raise RuntimeError(f"the zygote ended (exit code {self.process.wait()})")
+        return read_reply(self.process, "the zygote")
 
     def start(self, uri: str, dataset: str, **params) -> int:
         """Fork a child running ``uri`` on ``dataset``; return its pid."""
@@ -98,6 +94,14 @@ class Zygote:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
+
+
+def read_reply(process, name: str) -> dict:
+    """The next JSON line on ``process``'s stdout (imports may print notices on stdout before it)."""
+    for line in process.stdout:
+        if "{" in line:
+            return json.loads(line[line.index("{"):])
+    raise RuntimeError(f"{name} ended (exit code {process.wait()})")
 
 
 def alive(pid: int) -> bool:
