@@ -32,6 +32,7 @@ from marlin_core.errors import VideoError
 from marlin_core.video import probe
 from marlin_core.windows import WindowStore
 
+from .file_metadata import probe_metadata
 from .runs import RunRecord
 from .writes import update_sample
 
@@ -110,12 +111,13 @@ def checked_metadata(sample: fo.Sample) -> tuple[fo.VideoMetadata, bool]:
 
     Stored metadata that is missing, incomplete or disagrees with the file (another file was copied in
     place, a hand-written value) is recomputed; labels are converted to frames with the file's numbers.
+    The file is probed once per version of it in this process (:mod:`.file_metadata`).
 
     Raises:
         ValueError: the file cannot be read as a video (becomes that sample's error).
     """
     try:
-        fresh = fo.VideoMetadata.build_for(sample.filepath)
+        fresh = probe_metadata(sample.filepath)
     except Exception as error:  # noqa: BLE001 - ffprobe's failures have no common type
         raise ValueError(f"cannot read video metadata ({_metadata_failure(sample.filepath, error)})") from error
     if not _complete(fresh):
