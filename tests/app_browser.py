@@ -89,27 +89,15 @@ def delegated_worker(log_path: Path, env: dict | None = None):
             _stop(process)
 
 
-# The App's grid redraws every tile's canvas on each animation frame, idle or not: at Chromium's 60 frames a
-# second a page open on the grid costs ~0.13 CPU-seconds a second in software compositing, the browser tests keep
-# pages open for minutes while runs finish, and the machine has 2 cores. Animation frames are paced at 10 a second
-# instead (the App's code is unchanged; it is drawn as on a slow machine): ~0.05 CPU-seconds a second.
-FRAME_PACING = """
-window.requestAnimationFrame = callback => setTimeout(() => callback(performance.now()), 100);
-window.cancelAnimationFrame = id => clearTimeout(id);
-"""
-
-
 @contextmanager
 def chromium_page(width: int = 1600, height: int = 1000):
-    """A Playwright page in the system Chromium (no Playwright browser download), animation frames paced
-    at 10 a second (FRAME_PACING)."""
+    """A Playwright page in the system Chromium (no Playwright browser download)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.add_init_script(FRAME_PACING)
             page.set_default_timeout(30_000)
             yield page
         finally:
