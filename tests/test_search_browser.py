@@ -23,6 +23,13 @@ VIEW = "marlin-search"
 
 
 @pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """One App server for the module's tests (each opens its own Chromium page)."""
+    with app_server(tmp_path_factory.mktemp("search-app") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def searched(color_videos, trained_model_dir, tmp_path_factory):
     """A persistent dataset (the App server is another process) of 2 red and 2 blue clips, searched."""
     root = tmp_path_factory.mktemp("browser-search")
@@ -39,11 +46,11 @@ def searched(color_videos, trained_model_dir, tmp_path_factory):
     dataset.delete()
 
 
-def test_app_shows_the_ranked_clips_of_a_search(searched, tmp_path):
+def test_app_shows_the_ranked_clips_of_a_search(searched, app_url):
     expected = [clip.marlin_search.label for clip in searched.load_saved_view(VIEW)]
     assert sorted(expected) == sorted(["red light"] * 2 + ["blue sky"] * 2)  # the hard negative is left out
-    with app_server(tmp_path / "server.log") as url, chromium_page() as page:
-        page.goto(f"{url}/datasets/{searched.name}?view={VIEW}")
+    with chromium_page() as page:
+        page.goto(f"{app_url}/datasets/{searched.name}?view={VIEW}")
         dismiss_popups(page)
         selector = page.locator('[data-cy="saved-views-selection"]')
         page.wait_for_function("() => document.querySelector('[data-cy=saved-views-selection]')"
@@ -60,15 +67,15 @@ def test_app_shows_the_ranked_clips_of_a_search(searched, tmp_path):
         page.screenshot(path=str(DOCS / "app-search-clips.png"))
 
 
-def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos, trained_model_dir, tmp_path):
+def test_a_search_run_from_the_app_opens_its_view_without_a_reload(color_videos, trained_model_dir, app_url, tmp_path):
     """Run search from its form in the App: the saved view opens by itself, and its Open button works too."""
     dataset = fo.Dataset(f"marlin-search-app-{uuid.uuid4().hex[:8]}", persistent=True)
     try:
         dataset.add_samples([fo.Sample(filepath=str(color_videos[color])) for color in ("red", "blue")])
         # captioned beforehand (stored captions are reused), so the App's run is the search itself
         foo.get_operator("@marlin/marlin/caption")(dataset, model=str(trained_model_dir))
-        with app_server(tmp_path / "server.log") as url, chromium_page() as page:
-            page.goto(f"{url}/datasets/{dataset.name}")
+        with chromium_page() as page:
+            page.goto(f"{app_url}/datasets/{dataset.name}")
             dismiss_popups(page)
             page.locator('[data-item-id="@marlin/marlin/search"]').click()
             dialog = page.get_by_role("dialog")
