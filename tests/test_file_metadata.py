@@ -68,7 +68,7 @@ def test_a_file_changed_in_place_is_probed_again_even_with_its_old_size_and_time
     assert ffprobe_calls() == 4
 
 
-def test_failures_are_not_kept(tmp_path, color_videos, ffprobe_calls):
+def test_failures_are_not_kept(tmp_path, ffprobe_calls):
     path = tmp_path / "later.mp4"
     path.write_text("not a video yet\n")
     with pytest.raises(Exception):
